@@ -1,0 +1,50 @@
+# GlobalVoice Vapi Sync — everyday commands.
+#   make demo   install into .venv, migrate, create the demo admin, start the Vapi emulator and the app
+#   make test   install into .venv and run the test suite
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+# Django 6 needs Python 3.12+: take the newest interpreter found on PATH or under pyenv.
+PYTHON ?= $(shell for c in python3.14 python3.13 python3.12 python3 $$(ls -d $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -Vr); do \
+	  $$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { echo $$c; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+EMULATOR_PORT ?= 8765
+
+.PHONY: help install demo run test test-fast e2e bench figures browser clean
+
+help:
+	@echo "make demo    - set up and run the app (with the Vapi emulator unless .env sets VAPI_API_KEY)"
+	@echo "make test    - set up and run the tests"
+	@echo "make e2e     - production-stack suites (gunicorn, PostgreSQL, Redis, Celery)"
+	@echo "make bench   - benchmarks; figures go to bench/results.json and the README"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.12+ is required (Django 6); none found." >&2; exit 2; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py --host $(HOST) --port $(PORT) --emulator-port $(EMULATOR_PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+browser: $(STAMP)
+	bash scripts/install-browser.sh
+
+e2e: $(STAMP)
+	$(BIN)/python -m pytest e2e $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache db.sqlite3

@@ -1,0 +1,54 @@
+import uuid
+
+from django.db import models
+
+
+class SyncStatus(models.TextChoices):
+    """Where a record stands against its copy in the remote voice platform."""
+
+    LOCAL_ONLY = "local_only", "Not synced yet"
+    PENDING = "pending", "Change waiting to be pushed"
+    SYNCED = "synced", "In sync"
+    ERROR = "error", "Last sync failed"
+    CONFLICT = "conflict", "Changed on both sides"
+    DELETED_REMOTELY = "deleted_in_vapi", "Deleted in Vapi"
+
+
+class SyncTrackedModel(models.Model):
+    """Plain bookkeeping columns a sync process fills in; the domain logic ignores them."""
+
+    sync_status = models.CharField(
+        max_length=20, choices=SyncStatus.choices, default=SyncStatus.LOCAL_ONLY, db_index=True
+    )
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    sync_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        abstract = True
+
+
+class Agent(SyncTrackedModel):
+    """A voice agent: what it says, how it thinks and how it sounds."""
+
+    # Stable identity that survives renames; also tags the remote copy so a retried
+    # create can find it instead of making a second one.
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=40)
+    system_prompt = models.TextField(blank=True, default="")
+    first_message = models.TextField(blank=True, default="")
+    model_provider = models.CharField(max_length=50, default="openai")
+    model = models.CharField(max_length=100, default="gpt-4o")
+    voice_provider = models.CharField(max_length=50, default="vapi")
+    voice_id = models.CharField(max_length=100, default="Elliot")
+    vapi_assistant_id = models.CharField(
+        max_length=100, null=True, blank=True, unique=True, editable=False, verbose_name="Vapi assistant id"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        indexes = [models.Index(fields=["vapi_assistant_id"], name="idx_agents_vapi_assistant_id")]
+
+    def __str__(self):
+        return self.name

@@ -1,0 +1,20 @@
+"""Settings for the test suite: production settings with test-safe environment defaults."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+os.environ.setdefault("SECURE_HSTS_SECONDS", "0")
+os.environ.setdefault("STATICFILES_BACKEND", "django.contrib.staticfiles.storage.StaticFilesStorage")
+os.environ.setdefault("WHITENOISE_USE_FINDERS", "true")
+# Tests must never pick up a developer's real Vapi credentials or broker from .env.
+os.environ["VAPI_API_KEY"] = os.environ.get("TEST_VAPI_API_KEY", "test-vapi-key")
+os.environ["VAPI_BASE_URL"] = "http://vapi.test"
+os.environ["VAPI_WEBHOOK_SECRET"] = "test-webhook-secret"
+os.environ.setdefault("CELERY_BROKER_URL", "")
+
+from .settings import *  # noqa: E402,F401,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+VAPI_RATE_LIMIT = 0.0  # no client-side pacing against the in-process emulator
+VAPI_MAX_RETRY_WAIT = 2.0

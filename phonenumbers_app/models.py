@@ -1,0 +1,63 @@
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from agents.models import Agent, SyncTrackedModel
+
+from .e164 import e164_normalize
+
+
+class Provider(models.TextChoices):
+    TWILIO = "twilio", "Twilio"
+    VONAGE = "vonage", "Vonage"
+    VAPI = "vapi", "Vapi"
+    TELNYX = "telnyx", "Telnyx"
+    BYO = "byo-phone-number", "Bring your own (SIP trunk)"
+
+
+class PhoneNumber(SyncTrackedModel):
+    """A phone number (E.164) or a SIP-only address, optionally answered by an agent."""
+
+    number = models.CharField(max_length=20, null=True, blank=True, unique=True, help_text="E.164, e.g. +16826269224")
+    sip_uri = models.CharField(max_length=255, blank=True, default="", verbose_name="SIP URI")
+    name = models.CharField(max_length=40, blank=True, default="")
+    provider = models.CharField(max_length=20, choices=Provider.choices, default=Provider.VAPI)
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="phone_numbers")
+    vapi_phone_id = models.CharField(
+        max_length=100, null=True, blank=True, unique=True, editable=False, verbose_name="Vapi phone id"
+    )
+    # The assistant Vapi routes this number to, as Vapi reported it (may name an
+    # assistant that is not imported yet; `agent` links once it is).
+    vapi_assistant_id = models.CharField(
+        max_length=100, null=True, blank=True, editable=False, verbose_name="Vapi assistant id"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["number", "id"]
+        indexes = [
+            models.Index(fields=["vapi_phone_id"], name="idx_phone_numbers_vapi_phone_id"),
+            models.Index(fields=["vapi_assistant_id"], name="idx_phone_numbers_vapi_asst_id"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(number__isnull=False) | ~Q(sip_uri=""),
+                name="phone_number_has_number_or_sip_uri",
+                violation_error_message="A phone number needs a number or a SIP URI.",
+            )
+        ]
+
+    def __str__(self):
+        return self.number or self.sip_uri or f"Phone number {self.pk}"
+
+    def clean(self):
+        if self.number:
+            self.number = e164_normalize(self.number)
+        elif not self.sip_uri:
+            raise ValidationError({"number": "Enter a phone number, or a SIP URI for a SIP-only number."})
+
+    def save(self, *args, **kwargs):
+        # Normalise on every save path (forms, API, ORM); "" means "no number".
+        self.number = e164_normalize(self.number) if self.number else None
+        super().save(*args, **kwargs)

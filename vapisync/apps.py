@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class VapiSyncConfig(AppConfig):
+    name = "vapisync"
+    verbose_name = "Vapi Sync"
+
+    def ready(self):
+        from . import checks, signals  # noqa: F401  (register system checks and receivers)

@@ -1,0 +1,181 @@
+"""Sync bookkeeping: baselines per linked record, run history, locks, webhook events."""
+
+from django.conf import settings
+from django.db import models
+
+
+class Resource(models.TextChoices):
+    ASSISTANTS = "assistants", "Agents / assistants"
+    PHONE_NUMBERS = "phone_numbers", "Phone numbers"
+
+
+class Direction(models.TextChoices):
+    IMPORT = "import", "Import from Vapi"
+    EXPORT = "export", "Export to Vapi"
+    FULL = "full", "Full sync"
+    ROLLBACK = "rollback", "Rollback"
+    RESOLVE = "resolve", "Conflict resolution"
+    DELETE = "delete", "Delete in Vapi"
+
+
+class Trigger(models.TextChoices):
+    API = "api", "API"
+    ADMIN = "admin", "Admin"
+    CLI = "cli", "Command line"
+    SIGNAL = "signal", "Automatic (record saved)"
+    SCHEDULE = "schedule", "Schedule"
+    WEBHOOK = "webhook", "Webhook"
+    ROLLBACK = "rollback", "Rollback"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    PARTIAL = "partial", "Partly failed"
+    FAILED = "failed", "Failed"
+
+
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class SyncRun(models.Model):
+    """One sync operation, whatever started it; dry runs keep their plan here."""
+
+    direction = models.CharField(max_length=10, choices=Direction.choices)
+    resources = models.JSONField(default=list)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    dry_run = models.BooleanField(default=False)
+    delta = models.BooleanField(default=False, help_text="Import only what changed in Vapi since the last run.")
+    selection = models.JSONField(default=dict, blank=True, help_text="Local or Vapi ids for a selective sync.")
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    rollback_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rollbacks")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    progress = models.JSONField(default=dict, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+    plan = models.JSONField(default=list, blank=True)
+    message = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("run_sync", "Can run Vapi syncs, roll back runs and resolve conflicts")]
+
+    def __str__(self):
+        return f"Sync run {self.pk} ({self.get_direction_display()}, {self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class ChangeAction(models.TextChoices):
+    CREATE = "create", "Create"
+    UPDATE = "update", "Update"
+    LINK = "link", "Link"
+    DELETE = "delete", "Delete"
+    MARK_DELETED = "mark_deleted", "Mark deleted in Vapi"
+    CONFLICT = "conflict", "Conflict"
+    SKIP = "skip", "Skip"
+    ERROR = "error", "Error"
+
+
+class Side(models.TextChoices):
+    LOCAL = "local", "Database"
+    VAPI = "vapi", "Vapi"
+
+
+class SyncChange(models.Model):
+    """One record's change (or planned change) in a run, with what is needed to undo it."""
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="changes")
+    resource = models.CharField(max_length=20, choices=Resource.choices)
+    action = models.CharField(max_length=15, choices=ChangeAction.choices)
+    side = models.CharField(max_length=5, choices=Side.choices, blank=True, default="")
+    local_id = models.BigIntegerField(null=True, blank=True)
+    vapi_id = models.CharField(max_length=100, null=True, blank=True)
+    label = models.CharField(max_length=255, blank=True, default="")
+    before = models.JSONField(null=True, blank=True, help_text="{'local': fields, 'remote': payload} before the change")
+    after = models.JSONField(null=True, blank=True)
+    diff = models.JSONField(default=dict, blank=True, help_text="field -> [old, new]")
+    reason = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["resource", "local_id"]), models.Index(fields=["resource", "vapi_id"])]
+
+    def __str__(self):
+        return f"{self.action} {self.resource} {self.label or self.vapi_id or self.local_id}"
+
+
+class SyncRecord(models.Model):
+    """The baseline of one linked pair: what both sides looked like at the last successful sync.
+
+    Kept after either side is deleted, as the tombstone that stops an import from
+    resurrecting a locally deleted agent and an export from re-creating a remotely
+    deleted assistant.
+    """
+
+    resource = models.CharField(max_length=20, choices=Resource.choices)
+    vapi_id = models.CharField(max_length=100)
+    local_id = models.BigIntegerField(null=True, blank=True)
+    baseline = models.JSONField(default=dict, help_text="Canonical mapped fields at the last sync.")
+    baseline_hash = models.CharField(max_length=64, blank=True, default="")
+    remote = models.JSONField(default=dict, help_text="The full Vapi document last seen.")
+    remote_updated_at = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    local_deleted_at = models.DateTimeField(null=True, blank=True)
+    remote_deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["resource", "vapi_id"], name="uniq_syncrecord_resource_vapi_id")]
+        indexes = [models.Index(fields=["resource", "local_id"])]
+
+    def __str__(self):
+        return f"{self.resource} {self.vapi_id}"
+
+
+class SyncLock(models.Model):
+    """A named lease held in the database, so it works across processes and on SQLite."""
+
+    key = models.CharField(max_length=100, unique=True)
+    owner = models.CharField(max_length=100)
+    acquired_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.key} held by {self.owner}"
+
+
+class SyncCursor(models.Model):
+    """High-water mark for delta imports: Vapi's updatedAt of the newest item seen."""
+
+    resource = models.CharField(max_length=20, choices=Resource.choices, unique=True)
+    updated_since = models.DateTimeField(null=True, blank=True)
+    last_full_listing_at = models.DateTimeField(null=True, blank=True)
+
+
+class WebhookEvent(models.Model):
+    """A Vapi server message as received; the hash recognises a replay."""
+
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    body_sha256 = models.CharField(max_length=64, unique=True)
+    message_type = models.CharField(max_length=100, blank=True, default="")
+    payload = models.JSONField(default=dict)
+    assistant_id = models.CharField(max_length=100, blank=True, default="")
+    phone_number_id = models.CharField(max_length=100, blank=True, default="")
+    duplicates = models.PositiveIntegerField(default=0)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self):
+        return f"{self.message_type or 'message'} at {self.received_at:%Y-%m-%d %H:%M:%S}"

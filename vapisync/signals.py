@@ -1,0 +1,1 @@
+"""Receivers are connected here (filled in by the automatic-sync work)."""
