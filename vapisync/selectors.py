@@ -1,0 +1,154 @@
+"""Read-only queries: sync status (with the engine's own drift plan), health, run history."""
+
+from __future__ import annotations
+
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Count
+from django.utils import timezone
+
+from agents.models import Agent, SyncStatus
+from phonenumbers_app.models import PhoneNumber
+from vapisync.conf import vapi_settings
+from vapisync.exceptions import VapiError, VapiSyncError
+from vapisync.models import ACTIVE_STATUSES, Resource, SyncRecord, SyncRun
+from vapisync.services.engine import RESOURCE_ORDER, RESOURCE_SYNCS, Recorder, RunOptions
+
+_MODELS = {Resource.ASSISTANTS: Agent, Resource.PHONE_NUMBERS: PhoneNumber}
+_PUBLIC_NAMES = {Resource.ASSISTANTS: "agents", Resource.PHONE_NUMBERS: "phone_numbers"}
+
+
+def _local_counts(resource: str) -> dict:
+    model = _MODELS[resource]
+    by_status = dict(model.objects.values_list("sync_status").annotate(n=Count("id")).order_by())
+    tombstones = SyncRecord.objects.filter(
+        resource=resource, local_deleted_at__isnull=False, remote_deleted_at__isnull=True
+    ).count()
+    return {
+        "database": sum(by_status.values()),
+        "pending": by_status.get(SyncStatus.PENDING, 0),
+        "not_synced": by_status.get(SyncStatus.LOCAL_ONLY, 0),
+        "errors": by_status.get(SyncStatus.ERROR, 0),
+        "conflicts": by_status.get(SyncStatus.CONFLICT, 0),
+        "deleted_in_vapi": by_status.get(SyncStatus.DELETED_REMOTELY, 0),
+        "deleted_locally_still_in_vapi": tombstones,
+    }
+
+
+def sync_status_get(*, check_remote: bool = True, client=None) -> dict:
+    """Counts on both sides plus what a full sync would do now (a plan, nothing applied)."""
+    conf = vapi_settings()
+    status = {"timestamp": timezone.now().isoformat(), "configured": conf.configured, "vapi_error": None}
+    plans = {}
+    if conf.configured and check_remote:
+        try:
+            from vapisync.services.runs import sync_client
+
+            client = client or sync_client()
+            options = RunOptions(pull=True, push=True, dry_run=True, policy=conf.conflict_policy)
+            for resource in RESOURCE_ORDER:
+                recorder = Recorder(None, dry_run=True)
+                sync = RESOURCE_SYNCS[resource](client=client, options=options, recorder=recorder)
+                sync.run()
+                plans[resource] = (recorder, sync.remote_count)
+        except (VapiError, VapiSyncError) as exc:
+            status["vapi_error"] = str(exc)
+            plans = {}
+    overall = bool(plans)
+    for resource in RESOURCE_ORDER:
+        entry = _local_counts(resource)
+        if resource in plans:
+            recorder, remote_count = plans[resource]
+            counts = recorder.counts[resource]
+            drift = {k: counts[k] for k in ("created", "updated", "deleted", "conflicts", "skipped")}
+            entry["vapi"] = remote_count
+            entry["would_change"] = drift
+            entry["in_sync"] = (
+                entry["database"] == remote_count and not any(drift.values()) and not entry["pending"] and not entry["errors"]
+            )
+        else:
+            entry["vapi"] = None
+            entry["in_sync"] = None
+        overall = overall and bool(entry["in_sync"])
+        status[_PUBLIC_NAMES[resource]] = entry
+    status["in_sync"] = overall if plans else None
+    last = SyncRun.objects.filter(dry_run=False).exclude(status__in=ACTIVE_STATUSES).first()
+    active = SyncRun.objects.filter(status__in=ACTIVE_STATUSES, dry_run=False).first()
+    status["last_run"] = _run_summary(last)
+    status["active_run"] = _run_summary(active)
+    return status
+
+
+def _run_summary(run: SyncRun | None) -> dict | None:
+    if run is None:
+        return None
+    return {
+        "id": run.pk, "direction": run.direction, "status": run.status, "trigger": run.trigger,
+        "started_at": run.started_at, "finished_at": run.finished_at, "counts": run.counts,
+    }
+
+
+def sync_health_get() -> dict:
+    conf = vapi_settings()
+    result = {"vapi": {"configured": conf.configured, "reachable": None, "base_url": conf.base_url}}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        result["database"] = {"ok": True}
+    except Exception as exc:  # noqa: BLE001 - health reports, it does not raise
+        result["database"] = {"ok": False, "error": type(exc).__name__}
+    result["broker"] = _broker_health()
+    if conf.configured:
+        cached = cache.get("vapisync:health:reachable")
+        if cached is None:
+            try:
+                from vapisync.services.runs import sync_client
+
+                sync_client(max_retries=0).ping()
+                cached = {"reachable": True, "error": None}
+            except VapiSyncError as exc:
+                cached = {"reachable": False, "error": str(exc)}
+            cache.set("vapisync:health:reachable", cached, 15)
+        result["vapi"].update(cached)
+    if not conf.configured:
+        result["status"] = "disabled"
+    elif result["vapi"]["reachable"] and result["database"]["ok"] and result["broker"]["ok"] is not False:
+        result["status"] = "ok"
+    else:
+        result["status"] = "degraded"
+    return result
+
+
+def _broker_health() -> dict:
+    from django.conf import settings
+
+    url = getattr(settings, "CELERY_BROKER_URL", "")
+    if not url:
+        return {"configured": False, "ok": None, "mode": "in-process"}
+    try:
+        from globalvoice.celery import app
+
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return {"configured": True, "ok": True, "mode": "worker"}
+    except Exception as exc:  # noqa: BLE001
+        return {"configured": True, "ok": False, "mode": "worker", "error": type(exc).__name__}
+
+
+def sync_run_list(*, limit: int | None = None):
+    qs = SyncRun.objects.select_related("user")
+    return qs[:limit] if limit else qs
+
+
+def sync_run_get(*, run_id: int) -> SyncRun | None:
+    return SyncRun.objects.select_related("user", "rollback_of").filter(pk=run_id).first()
+
+
+def conflicts_list() -> list[dict]:
+    items = []
+    for resource, model in _MODELS.items():
+        for obj in model.objects.filter(sync_status=SyncStatus.CONFLICT):
+            items.append({"resource": resource, "local_id": obj.pk, "label": str(obj), "message": obj.sync_error})
+    return items
+
+

@@ -1,0 +1,48 @@
+"""Vapi stand-in for the sync tests: the project's emulator, served in-process through `responses`."""
+
+import pytest
+import responses
+
+from vapisync.emulator import VapiEmulator
+
+BASE_URL = "http://vapi.test"
+API_KEY = "test-vapi-key"
+
+
+@pytest.fixture
+def emulator():
+    emu = VapiEmulator(api_key=API_KEY, random_seed=7)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        emu.install(rsps, BASE_URL)
+        yield emu
+
+
+@pytest.fixture
+def vapi_client(emulator, settings):
+    from vapisync.client import VapiClient
+
+    return VapiClient(api_key=API_KEY, base_url=BASE_URL, sleep=lambda s: None, max_retries=3, max_concurrency=4)
+
+
+def make_assistant(emulator, name="Support", prompt="You are helpful.", **extra):
+    doc = {
+        "name": name,
+        "firstMessage": f"Hi, this is {name}.",
+        "model": {
+            "provider": "openai",
+            "model": "gpt-4o",
+            "temperature": 0.3,
+            "maxTokens": 250,
+            "messages": [
+                {"role": "system", "content": prompt},
+                {"role": "assistant", "content": "Example reply kept as is."},
+            ],
+            "tools": [{"type": "endCall"}],
+        },
+        "voice": {"provider": "vapi", "voiceId": "Elliot"},
+        "transcriber": {"provider": "deepgram", "model": "nova-2", "language": "en"},
+        "analysisPlan": {"summaryPlan": {"enabled": True}},
+        "metadata": {"team": "support"},
+    }
+    doc.update(extra)
+    return emulator.add_assistant(**doc)

@@ -1,0 +1,503 @@
+"""The sync engine against the Vapi emulator: state on both sides and requests made."""
+
+import copy
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from agents.models import Agent, SyncStatus
+from phonenumbers_app.models import PhoneNumber
+from vapisync.exceptions import SyncAlreadyRunning
+from vapisync.models import ChangeAction, Direction, Resource, RunStatus, SyncChange, SyncRecord
+from vapisync.services.rollback import sync_run_rollback
+from vapisync.services.runs import assistants_delete_remote, conflict_resolve, sync_run_start
+
+from .conftest import make_assistant
+
+pytestmark = pytest.mark.django_db
+
+
+def run(client, direction=Direction.FULL, **kwargs):
+    kwargs.setdefault("trigger", "cli")
+    return sync_run_start(direction=direction, client=client, **kwargs)
+
+
+def remote_writes(emulator):
+    return sum(n for route, n in emulator.counts.items() if not route.startswith("GET"))
+
+
+# --- Import ------------------------------------------------------------------------------
+
+
+def test_import_creates_agents_and_phone_numbers_linked_to_them(emulator, vapi_client):
+    support = make_assistant(emulator, "Support")
+    make_assistant(emulator, "Sales", prompt="Sell politely.")
+    emulator.add_phone_number(provider="vapi", number="+16826269224", name="Main line", assistantId=support["id"])
+    emulator.add_phone_number(provider="vapi", number="+19724741424", name="Unassigned")
+
+    result = run(vapi_client, Direction.IMPORT)
+
+    assert result.status == RunStatus.SUCCEEDED, result.errors
+    assert result.counts["assistants"]["created"] == 2
+    assert result.counts["phone_numbers"]["created"] == 2
+    agent = Agent.objects.get(vapi_assistant_id=support["id"])
+    assert agent.system_prompt == "You are helpful."
+    assert agent.first_message == "Hi, this is Support."
+    assert (agent.model_provider, agent.model, agent.voice_provider, agent.voice_id) == ("openai", "gpt-4o", "vapi", "Elliot")
+    assert agent.sync_status == SyncStatus.SYNCED
+    main = PhoneNumber.objects.get(number="+16826269224")
+    assert main.agent == agent and main.vapi_assistant_id == support["id"] and main.vapi_phone_id
+    assert PhoneNumber.objects.get(number="+19724741424").agent is None
+    assert remote_writes(emulator) == 0
+
+
+def test_import_links_number_to_assistant_imported_later(emulator, vapi_client):
+    later = make_assistant(emulator, "Later")
+    emulator.add_phone_number(provider="vapi", number="+16826269224", assistantId=later["id"])
+
+    run(vapi_client, Direction.IMPORT, resources=[Resource.PHONE_NUMBERS])
+    phone = PhoneNumber.objects.get()
+    assert phone.agent is None and phone.vapi_assistant_id == later["id"]
+
+    run(vapi_client, Direction.IMPORT)
+    phone.refresh_from_db()
+    assert phone.agent == Agent.objects.get(vapi_assistant_id=later["id"])
+    assert remote_writes(emulator) == 0
+
+
+def test_phone_matched_by_e164_number_records_the_vapi_id(emulator, vapi_client):
+    local = PhoneNumber.objects.create(number="(682) 626-9224", name="Main line", provider="vapi")
+    remote = emulator.add_phone_number(provider="vapi", number="+16826269224", name="Main line")
+
+    result = run(vapi_client, Direction.IMPORT, resources=[Resource.PHONE_NUMBERS])
+
+    assert result.status == RunStatus.SUCCEEDED
+    assert PhoneNumber.objects.count() == 1
+    local.refresh_from_db()
+    assert local.vapi_phone_id == remote["id"] and local.sync_status == SyncStatus.SYNCED
+
+
+def test_import_10_pages_bulk_queries_do_not_grow_per_item(emulator, vapi_client):
+    for i in range(1200):
+        emulator.add_assistant(name=f"A{i}", model={"provider": "openai", "model": "gpt-4o"})
+    with CaptureQueriesContext(connection) as queries:
+        result = run(vapi_client, Direction.IMPORT, resources=[Resource.ASSISTANTS])
+    assert result.counts["assistants"]["created"] == 1200
+    assert Agent.objects.count() == 1200
+    assert len(queries) < 60, f"{len(queries)} queries for 1200 items"
+
+
+# --- Export and round trip -----------------------------------------------------------------
+
+
+def test_export_creates_assistant_with_marker_and_records_id(emulator, vapi_client):
+    agent = Agent.objects.create(name="Receptionist", system_prompt="Greet callers.", first_message="Hello!")
+
+    result = run(vapi_client, Direction.EXPORT, resources=[Resource.ASSISTANTS])
+
+    assert result.counts["assistants"]["created"] == 1, result.errors
+    agent.refresh_from_db()
+    remote = emulator.assistants[agent.vapi_assistant_id]
+    assert remote["name"] == "Receptionist" and remote["firstMessage"] == "Hello!"
+    assert remote["model"]["messages"][0] == {"role": "system", "content": "Greet callers."}
+    assert remote["voice"] == {"provider": "vapi", "voiceId": "Elliot"}
+    assert remote["metadata"]["globalvoiceAgentUuid"] == str(agent.uuid)
+    assert agent.sync_status == SyncStatus.SYNCED
+    assert emulator.counts["POST /assistant"] == 1
+
+
+def test_round_trip_keeps_every_unmodelled_field(emulator, vapi_client):
+    original = make_assistant(emulator, "Support")
+    run(vapi_client, Direction.IMPORT)
+    agent = Agent.objects.get()
+    agent.system_prompt = "You are even more helpful."
+    agent.save()
+
+    result = run(vapi_client, Direction.EXPORT)
+
+    assert result.counts["assistants"]["updated"] == 1, result.errors
+    remote = emulator.assistants[original["id"]]
+    expected = copy.deepcopy(original)
+    expected["model"]["messages"][0]["content"] = "You are even more helpful."
+    for key in ("model", "voice", "transcriber", "analysisPlan", "metadata", "firstMessage", "name"):
+        assert remote[key] == expected[key], key
+    assert emulator.counts["PATCH /assistant/{id}"] == 1
+
+
+def test_no_op_sync_makes_no_writes_anywhere(emulator, vapi_client):
+    for i in range(5):
+        make_assistant(emulator, f"Agent {i}")
+    emulator.add_phone_number(provider="vapi", number="+16826269224")
+    Agent.objects.create(name="Local one")
+    run(vapi_client, Direction.FULL)
+    emulator.reset_counters()
+
+    with CaptureQueriesContext(connection) as queries:
+        result = run(vapi_client, Direction.FULL)
+
+    assert result.status == RunStatus.SUCCEEDED
+    assert result.counts["assistants"]["unchanged"] == 6
+    assert remote_writes(emulator) == 0
+    assert set(emulator.counts) == {"GET /assistant", "GET /phone-number"}
+    domain_writes = [
+        q["sql"] for q in queries.captured_queries
+        if q["sql"].startswith(("UPDATE", "INSERT", "DELETE")) and ("agents_" in q["sql"] or "phonenumbers_app" in q["sql"] or "syncrecord" in q["sql"])
+    ]
+    assert domain_writes == []
+
+
+def test_export_writes_run_in_parallel_batches_not_per_item_queries(emulator, vapi_client):
+    Agent.objects.bulk_create([Agent(name=f"Bulk {i}") for i in range(40)])
+    with CaptureQueriesContext(connection) as queries:
+        result = run(vapi_client, Direction.EXPORT, resources=[Resource.ASSISTANTS])
+    assert result.counts["assistants"]["created"] == 40
+    assert len(emulator.assistants) == 40
+    assert len(queries) < 40
+
+
+# --- Drift and conflicts -------------------------------------------------------------------
+
+
+def _linked_agent(emulator, vapi_client):
+    remote = make_assistant(emulator, "Support")
+    run(vapi_client, Direction.IMPORT)
+    return Agent.objects.get(), remote
+
+
+def _edit_remote(emulator, vapi_client, assistant_id, **fields):
+    vapi_client.update_assistant(assistant_id, fields)
+
+
+def test_changes_on_different_fields_merge_without_conflict(emulator, vapi_client):
+    agent, remote = _linked_agent(emulator, vapi_client)
+    agent.first_message = "Local greeting"
+    agent.save()
+    _edit_remote(emulator, vapi_client, remote["id"], name="Renamed in Vapi")
+
+    result = run(vapi_client, Direction.FULL, policy="manual")
+
+    assert result.counts["assistants"]["conflicts"] == 0
+    agent.refresh_from_db()
+    assert agent.name == "Renamed in Vapi" and agent.first_message == "Local greeting"
+    assert emulator.assistants[remote["id"]]["firstMessage"] == "Local greeting"
+    assert agent.sync_status == SyncStatus.SYNCED
+
+
+@pytest.mark.parametrize(
+    "policy, expected",
+    [("vapi_wins", "Vapi greeting"), ("local_wins", "Local greeting"), ("newest_wins", "Vapi greeting")],
+)
+def test_conflict_policies(emulator, vapi_client, policy, expected):
+    agent, remote = _linked_agent(emulator, vapi_client)
+    agent.first_message = "Local greeting"
+    agent.save()
+    _edit_remote(emulator, vapi_client, remote["id"], firstMessage="Vapi greeting")  # later than the local edit
+
+    result = run(vapi_client, Direction.FULL, policy=policy)
+
+    assert result.status == RunStatus.SUCCEEDED, result.errors
+    agent.refresh_from_db()
+    assert agent.first_message == expected
+    assert emulator.assistants[remote["id"]]["firstMessage"] == expected
+    assert agent.sync_status == SyncStatus.SYNCED
+
+
+def test_newest_wins_takes_the_local_edit_when_it_is_newer(emulator, vapi_client):
+    agent, remote = _linked_agent(emulator, vapi_client)
+    _edit_remote(emulator, vapi_client, remote["id"], firstMessage="Vapi greeting")
+    agent.first_message = "Local greeting"
+    agent.save()  # updated_at is now later than Vapi's updatedAt
+
+    run(vapi_client, Direction.FULL, policy="newest_wins")
+
+    assert emulator.assistants[remote["id"]]["firstMessage"] == "Local greeting"
+
+
+def test_manual_policy_touches_neither_side_until_resolved(emulator, vapi_client):
+    agent, remote = _linked_agent(emulator, vapi_client)
+    agent.first_message = "Local greeting"
+    agent.save()
+    _edit_remote(emulator, vapi_client, remote["id"], firstMessage="Vapi greeting")
+    emulator.reset_counters()
+
+    result = run(vapi_client, Direction.FULL, policy="manual")
+
+    assert result.counts["assistants"]["conflicts"] == 1
+    assert remote_writes(emulator) == 0
+    agent.refresh_from_db()
+    assert agent.first_message == "Local greeting" and agent.sync_status == SyncStatus.CONFLICT
+    change = SyncChange.objects.get(run=result, action=ChangeAction.CONFLICT)
+    assert change.diff == {"first_message": ["Local greeting", "Vapi greeting"]}
+
+    resolved = conflict_resolve(resource=Resource.ASSISTANTS, local_id=agent.pk, keep="local", trigger="admin", client=vapi_client)
+
+    assert resolved.status == RunStatus.SUCCEEDED, resolved.errors
+    agent.refresh_from_db()
+    assert agent.sync_status == SyncStatus.SYNCED
+    assert emulator.assistants[remote["id"]]["firstMessage"] == "Local greeting"
+
+
+def test_both_sides_changed_to_the_same_value_is_in_sync(emulator, vapi_client):
+    agent, remote = _linked_agent(emulator, vapi_client)
+    agent.first_message = "Same"
+    agent.save()
+    _edit_remote(emulator, vapi_client, remote["id"], firstMessage="Same")
+    emulator.reset_counters()
+
+    result = run(vapi_client, Direction.FULL, policy="manual")
+
+    assert result.counts["assistants"]["conflicts"] == 0 and remote_writes(emulator) == 0
+
+
+# --- Deletions ---------------------------------------------------------------------------------
+
+
+def test_deleted_in_vapi_is_marked_not_deleted_and_not_recreated(emulator, vapi_client):
+    agent, remote = _linked_agent(emulator, vapi_client)
+    vapi_client.delete_assistant(remote["id"])
+
+    result = run(vapi_client, Direction.FULL)
+
+    assert result.counts["assistants"]["deleted"] == 1
+    agent.refresh_from_db()
+    assert agent.sync_status == SyncStatus.DELETED_REMOTELY
+    emulator.reset_counters()
+    run(vapi_client, Direction.EXPORT)
+    assert emulator.counts["POST /assistant"] == 0 and not emulator.assistants
+
+
+def test_locally_deleted_agent_is_not_resurrected_and_remote_kept_by_default(emulator, vapi_client):
+    agent, remote = _linked_agent(emulator, vapi_client)
+    agent.delete()
+
+    result = run(vapi_client, Direction.FULL)
+
+    assert not Agent.objects.exists()
+    assert remote["id"] in emulator.assistants
+    assert result.counts["assistants"]["skipped"] == 1
+    assert SyncRecord.objects.get(vapi_id=remote["id"]).local_deleted_at is not None
+
+
+def test_explicit_remote_delete_refuses_while_a_number_routes_to_it(emulator, vapi_client):
+    agent, remote = _linked_agent(emulator, vapi_client)
+    phone = emulator.add_phone_number(provider="vapi", number="+16826269224", assistantId=remote["id"])
+    agent.delete()
+
+    blocked = assistants_delete_remote(vapi_ids=[remote["id"]], trigger="cli", client=vapi_client)
+    assert remote["id"] in emulator.assistants
+    assert "still routes" in SyncChange.objects.get(run=blocked).reason
+
+    vapi_client.update_phone_number(phone["id"], {"assistantId": None})
+    done = assistants_delete_remote(vapi_ids=[remote["id"]], trigger="cli", client=vapi_client)
+    assert done.counts["assistants"]["deleted"] == 1
+    assert remote["id"] not in emulator.assistants
+    deletion = SyncChange.objects.get(run=done, action=ChangeAction.DELETE)
+    assert deletion.before["remote"]["model"]["temperature"] == 0.3  # last payload kept
+
+
+def test_delete_remote_setting_deletes_assistants_of_deleted_agents(emulator, vapi_client, settings):
+    settings.VAPI_SYNC_DELETE_REMOTE = True
+    agent, remote = _linked_agent(emulator, vapi_client)
+    agent.delete()
+    run(vapi_client, Direction.FULL)
+    assert remote["id"] not in emulator.assistants
+
+
+# --- Selective, dry run, failures ----------------------------------------------------------------
+
+
+def test_selective_export_touches_only_the_selected_agent(emulator, vapi_client):
+    first = Agent.objects.create(name="First")
+    Agent.objects.create(name="Second")
+
+    run(vapi_client, Direction.EXPORT, local_ids={Resource.ASSISTANTS: [first.pk]}, resources=[Resource.ASSISTANTS])
+
+    assert [a["name"] for a in emulator.assistants.values()] == ["First"]
+    assert emulator.counts["GET /assistant"] == 0  # no listing for a selective run
+
+
+def test_selective_import_by_vapi_id(emulator, vapi_client):
+    wanted = make_assistant(emulator, "Wanted")
+    make_assistant(emulator, "Other")
+    run(vapi_client, Direction.IMPORT, vapi_ids={Resource.ASSISTANTS: [wanted["id"]]}, resources=[Resource.ASSISTANTS])
+    assert list(Agent.objects.values_list("name", flat=True)) == ["Wanted"]
+
+
+def test_dry_run_changes_nothing_and_returns_the_plan(emulator, vapi_client):
+    make_assistant(emulator, "Remote only")
+    agent = Agent.objects.create(name="Local only")
+    emulator.reset_counters()
+
+    result = run(vapi_client, Direction.FULL, dry_run=True)
+
+    assert remote_writes(emulator) == 0
+    assert Agent.objects.count() == 1 and not SyncRecord.objects.exists()
+    agent.refresh_from_db()
+    assert agent.vapi_assistant_id is None and agent.sync_status == SyncStatus.LOCAL_ONLY
+    assert not SyncChange.objects.exists()
+    actions = {(p["action"], p["label"]) for p in result.plan}
+    assert actions == {("create", "Remote only"), ("create", "Local only")}
+    assert result.counts["assistants"]["created"] == 2
+
+
+def test_one_failing_item_does_not_stop_the_run_and_a_rerun_completes(emulator, vapi_client):
+    agents = [Agent.objects.create(name=f"Agent {i}") for i in range(5)]
+    emulator.fail_next(1, status=400, route="POST /assistant")
+
+    first = run(vapi_client, Direction.EXPORT, resources=[Resource.ASSISTANTS])
+
+    assert first.status == RunStatus.PARTIAL
+    assert first.counts["assistants"]["created"] == 4 and first.counts["assistants"]["failed"] == 1
+    failed = Agent.objects.get(sync_status=SyncStatus.ERROR)
+    assert failed.sync_error and first.errors[0]["message"]
+
+    second = run(vapi_client, Direction.EXPORT, resources=[Resource.ASSISTANTS])
+    assert second.status == RunStatus.SUCCEEDED
+    assert len(emulator.assistants) == 5
+    assert all(a.vapi_assistant_id for a in Agent.objects.filter(pk__in=[a.pk for a in agents]))
+
+
+def test_create_whose_answer_was_lost_is_adopted_not_duplicated(emulator, vapi_client):
+    agent = Agent.objects.create(name="Once only")
+    emulator.fail_after_apply_next(1, status=502, route="POST /assistant")
+
+    result = run(vapi_client, Direction.EXPORT, resources=[Resource.ASSISTANTS])
+
+    assert result.status == RunStatus.SUCCEEDED, result.errors
+    assert len(emulator.assistants) == 1
+    agent.refresh_from_db()
+    assert agent.vapi_assistant_id in emulator.assistants
+
+
+def test_crash_after_create_is_finished_by_next_run_through_the_marker(emulator, vapi_client):
+    agent = Agent.objects.create(name="Crashed")
+    # Vapi has the assistant, but the process died before saving its id here.
+    emulator.add_assistant(name="Crashed", model={"provider": "openai", "model": "gpt-4o"},
+                           voice={"provider": "vapi", "voiceId": "Elliot"},
+                           metadata={"globalvoiceAgentUuid": str(agent.uuid)})
+    run(vapi_client, Direction.FULL)
+    agent.refresh_from_db()
+    assert len(emulator.assistants) == 1 and agent.vapi_assistant_id in emulator.assistants
+
+
+def test_second_run_is_refused_while_one_holds_the_lock(emulator, vapi_client):
+    from vapisync.services.runs import sync_run_create
+
+    first = sync_run_create(direction=Direction.FULL, trigger="api")
+    with pytest.raises(SyncAlreadyRunning) as refused:
+        sync_run_create(direction=Direction.IMPORT, trigger="api")
+    assert refused.value.run_id == first.pk
+    sync_run_create(direction=Direction.FULL, trigger="api", dry_run=True)  # a preview is always allowed
+
+
+def test_delta_import_asks_only_for_recent_changes(emulator, vapi_client):
+    first = make_assistant(emulator, "First")
+    run(vapi_client, Direction.IMPORT, resources=[Resource.ASSISTANTS])
+    vapi_client.update_assistant(first["id"], {"name": "First renamed"})
+    emulator.requests.clear()
+
+    result = run(vapi_client, Direction.IMPORT, resources=[Resource.ASSISTANTS], delta=True)
+
+    assert result.counts["assistants"]["updated"] == 1
+    assert Agent.objects.get().name == "First renamed"
+    assert any("updatedAtGt" in str(query) for _, _, query in emulator.requests)
+
+
+# --- Rollback --------------------------------------------------------------------------------
+
+
+def test_rollback_of_import_removes_what_it_created_and_keeps_it_from_coming_back(emulator, vapi_client):
+    make_assistant(emulator, "Imported")
+    imported = run(vapi_client, Direction.IMPORT)
+
+    rollback = sync_run_rollback(run_id=imported.pk, trigger="cli", client=vapi_client)
+
+    assert rollback.status == RunStatus.SUCCEEDED, rollback.errors
+    assert not Agent.objects.exists()
+    run(vapi_client, Direction.IMPORT)
+    assert not Agent.objects.exists()
+
+
+def test_rollback_of_export_restores_vapi_and_local(emulator, vapi_client):
+    agent, remote = _linked_agent(emulator, vapi_client)
+    agent.system_prompt = "A bad prompt"
+    agent.save()
+    exported = run(vapi_client, Direction.EXPORT)
+    assert emulator.assistants[remote["id"]]["model"]["messages"][0]["content"] == "A bad prompt"
+
+    rollback = sync_run_rollback(run_id=exported.pk, trigger="cli", client=vapi_client)
+
+    assert rollback.status == RunStatus.SUCCEEDED, rollback.errors
+    restored = emulator.assistants[remote["id"]]
+    assert restored["model"] == remote["model"]
+    agent.refresh_from_db()
+    assert agent.system_prompt == "You are helpful." and agent.sync_status == SyncStatus.SYNCED
+    emulator.reset_counters()
+    run(vapi_client, Direction.FULL)
+    assert remote_writes(emulator) == 0  # nothing pushes the undone edit again
+
+
+def test_rollback_of_export_create_deletes_the_assistant(emulator, vapi_client):
+    agent = Agent.objects.create(name="Oops")
+    exported = run(vapi_client, Direction.EXPORT)
+    rollback = sync_run_rollback(run_id=exported.pk, trigger="cli", client=vapi_client)
+    assert rollback.status == RunStatus.SUCCEEDED, rollback.errors
+    assert not emulator.assistants
+    agent.refresh_from_db()
+    assert agent.vapi_assistant_id is None and agent.sync_status == SyncStatus.LOCAL_ONLY
+
+
+def test_rollback_does_not_overwrite_newer_edits_and_says_so(emulator, vapi_client):
+    agent, remote = _linked_agent(emulator, vapi_client)
+    agent.first_message = "Pushed"
+    agent.save()
+    exported = run(vapi_client, Direction.FULL)
+    _edit_remote(emulator, vapi_client, remote["id"], firstMessage="Edited in Vapi afterwards")
+
+    rollback = sync_run_rollback(run_id=exported.pk, trigger="cli", client=vapi_client)
+
+    assert rollback.status == RunStatus.PARTIAL
+    assert "edited in Vapi since" in rollback.errors[0]["message"]
+    assert emulator.assistants[remote["id"]]["firstMessage"] == "Edited in Vapi afterwards"
+
+
+def test_rollback_of_full_sync_and_of_the_rollback(emulator, vapi_client):
+    make_assistant(emulator, "Remote")
+    Agent.objects.create(name="Local")
+    full = run(vapi_client, Direction.FULL)
+    assert Agent.objects.count() == 2 and len(emulator.assistants) == 2
+
+    undo = sync_run_rollback(run_id=full.pk, trigger="cli", client=vapi_client)
+    assert undo.status == RunStatus.SUCCEEDED, undo.errors
+    assert list(Agent.objects.values_list("name", flat=True)) == ["Local"]
+    assert len(emulator.assistants) == 1
+
+    redo = sync_run_rollback(run_id=undo.pk, trigger="cli", client=vapi_client)
+    assert redo.status == RunStatus.SUCCEEDED, redo.errors
+    assert Agent.objects.count() == 2 and len(emulator.assistants) == 2
+
+
+def test_phone_assignment_change_is_pushed(emulator, vapi_client):
+    first = make_assistant(emulator, "First")
+    second = make_assistant(emulator, "Second")
+    phone = emulator.add_phone_number(provider="vapi", number="+16826269224", assistantId=first["id"])
+    run(vapi_client, Direction.IMPORT)
+    local = PhoneNumber.objects.get()
+    local.agent = Agent.objects.get(vapi_assistant_id=second["id"])
+    local.name = "Sales line"
+    local.save()
+
+    result = run(vapi_client, Direction.EXPORT)
+
+    assert result.counts["phone_numbers"]["updated"] == 1, result.errors
+    assert emulator.phone_numbers[phone["id"]]["assistantId"] == second["id"]
+    assert emulator.phone_numbers[phone["id"]]["name"] == "Sales line"
+
+
+def test_local_number_not_in_vapi_is_reported_not_created(emulator, vapi_client):
+    PhoneNumber.objects.create(number="+14155550100", provider="twilio")
+    result = run(vapi_client, Direction.EXPORT)
+    assert result.counts["phone_numbers"]["skipped"] == 1
+    assert "Vapi's dashboard" in SyncChange.objects.get(run=result).reason
+    assert not emulator.phone_numbers
