@@ -7,17 +7,25 @@ from django.core.exceptions import ValidationError
 
 def e164_normalize(value: str, *, region: str | None = None) -> str:
     """Return `value` in E.164 ("682-626-9224" -> "+16826269224") or raise ValidationError."""
-    text = (value or "").strip()
+    text = str(value or "").strip()
     if not text:
         raise ValidationError("Enter a phone number.", code="required")
     region = region or settings.PHONE_NUMBER_DEFAULT_REGION
     try:
         parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
-        raise ValidationError(f"'{text}' is not a phone number ({exc}).", code="invalid") from exc
+        reason = getattr(exc, "_msg", "") or str(exc)
+        raise ValidationError(
+            f"'{text}' is not a phone number: {reason.rstrip('.')}. Write it like +1 972 474 1424.", code="invalid"
+        ) from exc
     if not phonenumbers.is_valid_number(parsed):
         raise ValidationError(
             f"'{text}' is not a valid phone number for region {region}; include the country code, e.g. +44 20 7946 0958.",
             code="invalid",
+        )
+    if parsed.extension:
+        # E.164 has no extensions: dropping it silently would merge distinct lines into one.
+        raise ValidationError(
+            f"'{text}' has an extension ({parsed.extension}); E.164 numbers cannot carry one.", code="invalid"
         )
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

@@ -53,7 +53,10 @@ class PhoneNumber(SyncTrackedModel):
 
     def clean(self):
         if self.number:
-            self.number = e164_normalize(self.number)
+            try:
+                self.number = e164_normalize(self.number)
+            except ValidationError as exc:  # shown beside the field in forms, not above the form
+                raise ValidationError({"number": exc.error_list}) from exc
         elif not self.sip_uri:
             raise ValidationError({"number": "Enter a phone number, or a SIP URI for a SIP-only number."})
 

@@ -79,11 +79,13 @@ class Recorder:
         self.counts[resource]["unchanged"] += n
 
     def add(self, resource, action, *, side="", local_id=None, vapi_id=None, label="", before=None, after=None,
-            diff=None, reason="", error="") -> None:
+            diff=None, reason="", error="", retryable=False) -> None:
         self.counts[resource][_COUNT_OF_ACTION[action]] += 1
         if error:
+            # `retryable`: the same request may succeed later (outage, rate limit), unlike a rejected payload.
             self.errors.append(
-                {"resource": resource, "label": label, "local_id": local_id, "vapi_id": vapi_id, "message": error}
+                {"resource": resource, "label": label, "local_id": local_id, "vapi_id": vapi_id, "message": error,
+                 "retryable": retryable}
             )
         if self.dry_run:
             self.plan.append(
@@ -454,7 +456,7 @@ class ResourceSync:
         message = _error_text(exc)
         self.recorder.add(self.resource, ChangeAction.ERROR, side=Side.VAPI, local_id=pair.local.pk,
                           vapi_id=pair.remote["id"] if pair.remote else None, label=self.label_of(pair.local, pair.remote),
-                          error=message, reason=f"{kind} in Vapi failed")
+                          error=message, reason=f"{kind} in Vapi failed", retryable=getattr(exc, "retryable", False))
         self.model.objects.filter(pk=pair.local.pk).update(sync_status=SyncStatus.ERROR, sync_error=message[:2000])
 
     def _finish_remote_batch(self, finished: list) -> None:

@@ -152,7 +152,7 @@ def sync_run_execute(*, run_id: int, client=None) -> SyncRun:
                     RESOURCE_SYNCS[resource](client=client, options=options, recorder=recorder, progress=progress).run()
                 except VapiError as exc:
                     # Vapi unusable for this resource (auth, outage): record it, try the next one.
-                    recorder.errors.append({"resource": resource, "message": str(exc)})
+                    recorder.errors.append({"resource": resource, "message": str(exc), "retryable": exc.retryable})
                     fatal = fatal or str(exc)
             if options.delete_remote and Resource.ASSISTANTS in run.resources and not run.dry_run:
                 _delete_tombstoned_assistants(run=run, client=client, recorder=recorder)
