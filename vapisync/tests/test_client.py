@@ -452,7 +452,7 @@ def test_wrong_json_shape_is_a_protocol_error(client):
 
 @pytest.fixture
 def slow_server():
-    """A local HTTP server that answers every request after 0.5 s; yields its base URL and a hit counter."""
+    """A local HTTP server that answers every request after 1 s; yields its base URL and a hit counter."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     hits = []
@@ -462,7 +462,7 @@ def slow_server():
             hits.append(self.command)
             length = int(self.headers.get("Content-Length") or 0)
             self.rfile.read(length)
-            time.sleep(0.5)
+            time.sleep(1.0)
             try:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -478,7 +478,7 @@ def slow_server():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", hits
     server.shutdown()
@@ -487,13 +487,13 @@ def slow_server():
 
 def test_real_read_timeout_get_retried_post_not(sleep, slow_server):
     base_url, hits = slow_server
-    client = VapiClient(api_key=KEY, base_url=base_url, timeout=(1.0, 0.1), max_retries=1, sleep=sleep)
+    client = VapiClient(api_key=KEY, base_url=base_url, timeout=(2.0, 0.3), max_retries=1, sleep=sleep)
 
     with pytest.raises(VapiUnavailable) as caught:
         client.get_assistant("a1")
     assert hits == ["GET", "GET"]
     assert caught.value.maybe_applied is False
-    assert "within the 0.1 s read timeout" in str(caught.value)
+    assert "within the 0.3 s read timeout" in str(caught.value)
 
     hits.clear()
     with pytest.raises(VapiUnavailable) as caught:
@@ -700,11 +700,11 @@ def test_pacer_spaces_requests_with_a_fake_clock():
 def test_rate_limit_paces_requests(make_client, sleep):
     responses.get(f"{BASE}/assistant/a1", json={"id": "a1"})
     client = make_client(rate_limit=10)
+    client._pacer._clock = lambda: 50.0  # frozen: the recording sleep does not advance time either
     for _ in range(5):
         client.get_assistant("a1")
-    # the recording sleep does not advance time, so waits are 0, 0.1, 0.2, 0.3, 0.4 (minus the few ms spent)
-    assert len(sleep.calls) == 4
-    assert sum(sleep.calls) == pytest.approx(1.0, abs=0.05)
+    # each request reserves the next slot 0.1 s after the previous one
+    assert sleep.calls == pytest.approx([0.1, 0.2, 0.3, 0.4])
     assert client.stats.pacing_wait == pytest.approx(sum(sleep.calls))
     assert client.stats.retry_wait == 0
 
