@@ -57,6 +57,7 @@ class RunOptions:
     policy: str
     delta: bool = False
     delete_remote: bool = False  # delete assistants of locally deleted agents
+    recreate_deleted: bool = False  # a person explicitly pushed records deleted in Vapi: create them again
     local_ids: dict = field(default_factory=dict)  # resource -> [pk]
     vapi_ids: dict = field(default_factory=dict)  # resource -> [vapi id]
 
@@ -138,6 +139,7 @@ class ResourceSync:
     model: type
     vapi_id_field: str
     local_update_fields: tuple[str, ...]
+    can_create_remote = True
 
     def __init__(self, *, client, options: RunOptions, recorder: Recorder, progress=None):
         self.client = client
@@ -272,7 +274,9 @@ class ResourceSync:
             self.route(pair, local_ops, remote_ops, bookkeeping)
         self.handle_tombstones(tombstones)
 
-        if not self.options.dry_run:
+        if self.options.dry_run:
+            self.record_plan(local_ops, remote_ops)
+        else:
             self.apply_local_ops(local_ops)
             self.apply_remote_ops(remote_ops)
             self.save_bookkeeping(bookkeeping)
@@ -293,7 +297,9 @@ class ResourceSync:
                                   reason="Only in Vapi; an import would create it here.")
             return
         if pair.remote_gone:
-            if pair.local.sync_status == SyncStatus.DELETED_REMOTELY:
+            if opts.push and opts.recreate_deleted and opts.selected(self.resource) and self.can_create_remote:
+                remote_ops.append(("create", pair, pair.local_fields))
+            elif pair.local.sync_status == SyncStatus.DELETED_REMOTELY:
                 self.recorder.unchanged(self.resource)
             elif opts.pull or opts.push:
                 local_ops.append(("mark_deleted", pair))
@@ -339,6 +345,25 @@ class ResourceSync:
             self.recorder.add(self.resource, ChangeAction.SKIP, vapi_id=record.vapi_id, local_id=record.local_id,
                               label=self.label_of(None, record.remote),
                               reason="Deleted here but still in Vapi; not re-imported. Delete it in Vapi explicitly if wanted.")
+
+    def record_plan(self, local_ops: list, remote_ops: list) -> None:
+        """A dry run records the writes it would make, with the field diff of each."""
+        actions = {"create": ChangeAction.CREATE, "update": ChangeAction.UPDATE, "mark_deleted": ChangeAction.MARK_DELETED}
+        for side, ops in ((Side.LOCAL, local_ops), (Side.VAPI, remote_ops)):
+            for op in ops:
+                kind, pair = op[0], op[1]
+                fields = op[2] if len(op) > 2 else {}
+                if kind == "create":
+                    current = {}
+                    fields = pair.remote_fields if side == Side.LOCAL else pair.local_fields
+                else:
+                    current = pair.local_fields if side == Side.LOCAL else pair.remote_fields
+                self.recorder.add(
+                    self.resource, actions[kind], side=side, local_id=pair.local.pk if pair.local is not None else None,
+                    vapi_id=pair.remote["id"] if pair.remote else None, label=self.label_of(pair.local, pair.remote),
+                    diff=mapping.diff(current or {}, {**(current or {}), **(fields or {})}),
+                    reason="Deleted in Vapi" if kind == "mark_deleted" else "",
+                )
 
     # -- apply: local -------------------------------------------------------------------
     def apply_local_ops(self, ops: list) -> None:
@@ -641,6 +666,7 @@ class PhoneNumberSync(ResourceSync):
     model = PhoneNumber
     vapi_id_field = "vapi_phone_id"
     local_update_fields = ("number", "sip_uri", "name", "provider", "agent", "vapi_assistant_id")
+    can_create_remote = False  # numbers are bought or imported in Vapi's dashboard
 
     def prepare(self):
         # Vapi assistant id <-> local agent, read once per run (after assistants were synced).

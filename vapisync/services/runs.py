@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from vapisync.conf import vapi_settings
 from vapisync.exceptions import SyncAlreadyRunning, VapiError, VapiNotConfigured, VapiSyncError
-from vapisync.models import ACTIVE_STATUSES, ChangeAction, Direction, Resource, RunStatus, Side, SyncRecord, SyncRun
+from vapisync.models import ACTIVE_STATUSES, ChangeAction, Direction, Resource, RunStatus, Side, SyncRecord, SyncRun, Trigger
 from vapisync.services.engine import RESOURCE_ORDER, RESOURCE_SYNCS, Recorder, RunOptions
 from vapisync.services.locks import DEFAULT_TTL, lock_acquire, lock_holder, lock_release, lock_renew
 
@@ -70,8 +70,9 @@ def sync_run_create(
             counts={r: {} for r in resources},
         )
         if not dry_run and not lock_acquire(owner=_owner(run)):
-            transaction.set_rollback(True)
-            raise SyncAlreadyRunning(_running_run_id())
+            holder = _running_run_id()
+            transaction.set_rollback(True)  # no trace of the refused run
+            raise SyncAlreadyRunning(holder)
     _reap_interrupted_runs(exclude=run.pk)
     return run
 
@@ -92,13 +93,19 @@ def _reap_interrupted_runs(*, exclude: int) -> None:
 class _Progress:
     """Saves progress and renews the lock at most every HEARTBEAT_SECONDS."""
 
-    def __init__(self, run: SyncRun):
+    def __init__(self, run: SyncRun, listener=None):
         self.run = run
         self.state = {}
         self.last = 0.0
+        self.listener = listener  # e.g. the command's progress bar; told of every report
 
     def __call__(self, **kw):
         self.state.update(kw)
+        if self.listener is not None:
+            try:
+                self.listener(dict(self.state))
+            except Exception:  # noqa: BLE001 - a display problem must not stop the sync
+                logger.debug("Progress listener failed", exc_info=True)
         now = time.monotonic()
         if now - self.last < HEARTBEAT_SECONDS and "phase" not in kw:
             return
@@ -117,14 +124,17 @@ def _options(run: SyncRun) -> RunOptions:
         policy=run.selection.get("policy") or conf.conflict_policy,
         delta=run.delta and run.direction == Direction.IMPORT,
         delete_remote=conf.delete_remote and push,
+        # Only a person's explicit push re-creates what was deleted in Vapi, never automation.
+        recreate_deleted=run.trigger in (Trigger.API, Trigger.ADMIN, Trigger.CLI),
         local_ids=run.selection.get("local_ids") or {},
         vapi_ids=run.selection.get("vapi_ids") or {},
     )
 
 
-def sync_run_execute(*, run_id: int, client=None) -> SyncRun:
+def sync_run_execute(*, run_id: int, client=None, progress=None) -> SyncRun:
     """Run a queued run. Safe to call twice: a finished run is returned as it is, and a run
-    whose worker died is resumed (the engine re-reads both sides, so nothing is done twice)."""
+    whose worker died is resumed (the engine re-reads both sides, so nothing is done twice).
+    `progress`, if given, is called with the run's progress dict ({"phase", "done", "total"}) as it changes."""
     run = SyncRun.objects.get(pk=run_id)
     if run.status not in ACTIVE_STATUSES:
         return run
@@ -133,7 +143,7 @@ def sync_run_execute(*, run_id: int, client=None) -> SyncRun:
     run.status, run.started_at, run.heartbeat_at = RunStatus.RUNNING, run.started_at or timezone.now(), timezone.now()
     run.save(update_fields=["status", "started_at", "heartbeat_at"])
     recorder = Recorder(run, dry_run=run.dry_run)
-    progress = _Progress(run)
+    progress = _Progress(run, listener=progress)
     fatal = None
     try:
         client = client or sync_client()
@@ -191,8 +201,9 @@ def _finish(run: SyncRun, status: str, *, message: str = "") -> SyncRun:
 def sync_run_start(**kwargs) -> SyncRun:
     """Create and execute a run in this process; returns the finished run."""
     client = kwargs.pop("client", None)
+    progress = kwargs.pop("progress", None)
     run = sync_run_create(**kwargs)
-    return sync_run_execute(run_id=run.pk, client=client)
+    return sync_run_execute(run_id=run.pk, client=client, progress=progress)
 
 
 def broker_configured() -> bool:

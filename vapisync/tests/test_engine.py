@@ -501,3 +501,19 @@ def test_local_number_not_in_vapi_is_reported_not_created(emulator, vapi_client)
     assert result.counts["phone_numbers"]["skipped"] == 1
     assert "Vapi's dashboard" in SyncChange.objects.get(run=result).reason
     assert not emulator.phone_numbers
+
+
+def test_explicit_push_recreates_an_assistant_deleted_in_vapi(emulator, vapi_client):
+    agent, remote = _linked_agent(emulator, vapi_client)
+    vapi_client.delete_assistant(remote["id"])
+    run(vapi_client, Direction.FULL)
+    agent.refresh_from_db()
+    assert agent.sync_status == SyncStatus.DELETED_REMOTELY
+
+    run(vapi_client, Direction.EXPORT, trigger="signal", local_ids={Resource.ASSISTANTS: [agent.pk]})
+    assert not emulator.assistants  # automation never re-creates
+
+    run(vapi_client, Direction.EXPORT, trigger="admin", local_ids={Resource.ASSISTANTS: [agent.pk]})
+    agent.refresh_from_db()
+    assert agent.vapi_assistant_id in emulator.assistants and agent.vapi_assistant_id != remote["id"]
+    assert agent.sync_status == SyncStatus.SYNCED
