@@ -88,6 +88,9 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# models.E034 caps index names at 30 characters for Oracle's sake. This project runs on
+# SQLite and PostgreSQL (63), and keeps the seed schema's idx_phone_numbers_vapi_phone_id (31).
+SILENCED_SYSTEM_CHECKS = ["models.E034"]
 
 # --- Auth, i18n, static -----------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
