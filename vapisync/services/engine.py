@@ -12,6 +12,7 @@ A dry run stops after `decide` and records the plan: the same code decides both.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -633,13 +634,14 @@ class AssistantSync(ResourceSync):
     def create_remote(self, pair: Pair) -> dict:
         agent = pair.local
         payload = mapping.assistant_create_payload(pair.local_fields, marker=str(agent.uuid))
+        sent_at = timezone.now()
         try:
             return self.client.create_assistant(payload)
         except VapiUnavailable as exc:
             if not exc.maybe_applied:
                 raise
             # The create may have reached Vapi: adopt the copy carrying our marker, if any.
-            found = self.client.find_assistant_by_metadata(mapping.MARKER_KEY, str(agent.uuid))
+            found = self.client.find_assistant_by_metadata(mapping.MARKER_KEY, str(agent.uuid), created_since=sent_at)
             if found is None:
                 raise
             return found
@@ -654,6 +656,7 @@ class AssistantSync(ResourceSync):
 # --- Phone numbers ----------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=65536)  # a run compares each number several times
 def _normalize_or_keep(number: str) -> str:
     try:
         return e164_normalize(number)
