@@ -21,3 +21,13 @@ VAPI_MAX_RETRY_WAIT = 2.0
 # Look static files up per request (finders) instead of scanning a STATIC_ROOT that
 # collectstatic has not filled: no "No directory at: staticfiles/" warning per test client.
 WHITENOISE_AUTOREFRESH = True
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, as in production: concurrent threads then wait on SQLite's lock (busy timeout)
+    # instead of failing with "table is locked" as shared-cache memory databases do, and
+    # worker subprocesses started by the tests can open the same database.
+    import tempfile
+
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": os.path.join(tempfile.gettempdir(), f"globalvoice-test-{os.getpid()}.sqlite3")
+    }
