@@ -179,3 +179,14 @@ class WebhookEvent(models.Model):
 
     def __str__(self):
         return f"{self.message_type or 'message'} at {self.received_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Sync(SyncRun):
+    """No table of its own: gives the admin's "Vapi Sync" page (vapisync.admin) its entry in the
+    admin index and sidebar, at /admin/vapisync/sync/. Access follows SyncRun's permissions."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "Vapi Sync"
+        verbose_name_plural = "Vapi Sync"
+        default_permissions = ()
