@@ -327,6 +327,7 @@ def test_selective_import_by_vapi_id(emulator, vapi_client):
 def test_dry_run_changes_nothing_and_returns_the_plan(emulator, vapi_client):
     make_assistant(emulator, "Remote only")
     agent = Agent.objects.create(name="Local only")
+    status_before = Agent.objects.get().sync_status
     emulator.reset_counters()
 
     result = run(vapi_client, Direction.FULL, dry_run=True)
@@ -334,7 +335,7 @@ def test_dry_run_changes_nothing_and_returns_the_plan(emulator, vapi_client):
     assert remote_writes(emulator) == 0
     assert Agent.objects.count() == 1 and not SyncRecord.objects.exists()
     agent.refresh_from_db()
-    assert agent.vapi_assistant_id is None and agent.sync_status == SyncStatus.LOCAL_ONLY
+    assert agent.vapi_assistant_id is None and agent.sync_status == status_before
     assert not SyncChange.objects.exists()
     actions = {(p["action"], p["label"]) for p in result.plan}
     assert actions == {("create", "Remote only"), ("create", "Local only")}
