@@ -6,7 +6,7 @@ reach through `$ref` (transitively), and drops documentation keys (`description`
 
 Regenerate after replacing Vapi's spec (tests never read the full spec at run time):
 
-    .venv/bin/python scripts/trim_openapi.py [--source /work/shared/vapi/openapi.json] \
+    .venv/bin/python scripts/trim_openapi.py --source path/to/vapi/openapi.json \
         [--output vapisync/openapi/vapi-openapi-subset.json]
 """
 
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = Path("/work/shared/vapi/openapi.json")
 DEFAULT_OUTPUT = REPO_ROOT / "vapisync" / "openapi" / "vapi-openapi-subset.json"
 
 OPERATIONS: dict[str, tuple[str, ...]] = {
@@ -118,7 +117,7 @@ def render(subset: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    parser.add_argument("--source", type=Path, required=True, help="Vapi's published OpenAPI document (fern/apis/api/openapi.json in Vapi's docs repository)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
     subset = trim(json.loads(args.source.read_text(encoding="utf-8")))
