@@ -1,0 +1,391 @@
+"""Request and response shapes of the sync API (they also drive the OpenAPI schema).
+
+Resource names: run objects use the engine's names, "assistants" (local agents) and
+"phone_numbers"; status, conflicts and the resolve body use the seed's "agents" and
+"phone_numbers" ("assistants" is accepted as a synonym wherever a resource is named).
+"""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from vapisync.models import Resource, RunStatus, SyncChange, SyncRun
+from vapisync.services.engine import COUNT_KEYS
+
+MAX_IDS = 1000
+MAX_LOCAL_ID = 2**63 - 1  # a bigint primary key: larger numbers cannot name a record
+
+
+def inline_enum_field(field_class, values, **kwargs):
+    """A field whose schema keeps its enum inline (wrapped in allOf), so drf-spectacular does not
+    hoist it into a shared component whose name collides with another choice set of that name."""
+    schema = {"type": "string", "allOf": [{"enum": list(values)}]}
+    if issubclass(field_class, serializers.ListField):
+        schema = {"type": "array", "items": schema}
+    return extend_schema_field(schema)(type(f"Inline{field_class.__name__}", (field_class,), {}))(**kwargs)
+CHANGES_IN_DETAIL = 500
+
+# Public resource name (request bodies, status) -> engine resource.
+RESOURCE_NAMES = {
+    "agents": Resource.ASSISTANTS.value,
+    "assistants": Resource.ASSISTANTS.value,
+    "phone_numbers": Resource.PHONE_NUMBERS.value,
+}
+PUBLIC_RESOURCE = {Resource.ASSISTANTS.value: "agents", Resource.PHONE_NUMBERS.value: "phone_numbers"}
+
+
+# --- Requests -------------------------------------------------------------------------------
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses keys it does not know, so a typo ("dryrun") is a 400, never silently ignored.
+
+    `field_hints` maps a refused key to a better message than "unknown field".
+    """
+
+    field_hints: dict[str, str] = {}
+
+    def to_internal_value(self, data):
+        errors = {}
+        if hasattr(data, "keys"):
+            for key in data.keys():
+                if key in self.fields or key == "csrfmiddlewaretoken":
+                    continue
+                if key.lstrip().startswith(("{", "[")):
+                    hint = "This looks like JSON sent as a form: add the header Content-Type: application/json."
+                else:
+                    hint = self.field_hints.get(key) or f"Unknown field. Allowed: {', '.join(self.fields) or 'none (send no body)'}."
+                errors[key] = [hint]
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if errors and isinstance(exc.detail, dict):
+                errors.update(exc.detail)
+            elif not errors:
+                raise
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+@extend_schema_field(
+    {"oneOf": [{"type": "integer", "minimum": 1, "maximum": MAX_LOCAL_ID}, {"type": "string", "minLength": 1, "maxLength": 100}]}
+)
+class RecordIdField(serializers.Field):
+    """A local id (an integer, or a string of digits) or a Vapi id (any other string)."""
+
+    default_error_messages = {
+        "invalid": "Expected a local id (a positive integer) or a Vapi id (a string), got {kind}.",
+        "blank": "An id must not be empty.",
+        "too_long": "A Vapi id has at most 100 characters.",
+    }
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, str)):
+            self.fail("invalid", kind=type(data).__name__)
+        if isinstance(data, int):
+            if not 1 <= data <= MAX_LOCAL_ID:
+                self.fail("invalid", kind=f"integer {data}")
+            return data
+        data = data.strip()
+        if not data:
+            self.fail("blank")
+        if data.isascii() and data.isdigit():
+            return self.to_internal_value(int(data))
+        if len(data) > 100:
+            self.fail("too_long")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+def _ids_field(help_text: str) -> serializers.ListField:
+    return serializers.ListField(
+        child=RecordIdField(), required=False, allow_empty=False, max_length=MAX_IDS, help_text=help_text,
+        error_messages={"empty": "Leave the list out to sync every record; an empty list selects nothing."},
+    )
+
+
+def split_ids(ids) -> tuple[list[int], list[str]]:
+    """Local ids (int) and Vapi ids (str) of a validated id list."""
+    ids = ids or []
+    return [i for i in ids if isinstance(i, int)], [i for i in ids if isinstance(i, str)]
+
+
+_DRY_RUN_HELP = "Plan only: report what would change (the `plan` of the response) and change nothing."
+_IDS_HELP = (
+    "Sync only these records: local ids (integers) or Vapi ids (strings) of this endpoint's resource. "
+    "Leave out to sync all of them."
+)
+
+
+class ExportSyncSerializer(StrictSerializer):
+    dry_run = serializers.BooleanField(required=False, default=False, help_text=_DRY_RUN_HELP)
+    ids = _ids_field(_IDS_HELP)
+
+    field_hints = {"delta": "delta applies to imports (the from-vapi endpoints) only."}
+
+
+class ImportSyncSerializer(ExportSyncSerializer):
+    delta = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Fetch only what changed in Vapi since the last import (faster; never marks deletions).",
+    )
+
+    field_hints = {}
+
+    def validate(self, attrs):
+        if attrs.get("delta") and attrs.get("ids"):
+            raise serializers.ValidationError({"delta": ["Use either ids or delta, not both."]})
+        return attrs
+
+
+class FullSyncSerializer(StrictSerializer):
+    dry_run = serializers.BooleanField(required=False, default=False, help_text=_DRY_RUN_HELP)
+    agent_ids = _ids_field("Limit the agents part to these agents: local ids (integers) or Vapi assistant ids (strings).")
+    phone_number_ids = _ids_field(
+        "Limit the phone numbers part to these numbers: local ids (integers) or Vapi phone number ids (strings)."
+    )
+
+    field_hints = {
+        "ids": "A full sync covers two resources: use agent_ids and/or phone_number_ids.",
+        "delta": "delta applies to imports (the from-vapi endpoints) only.",
+    }
+
+
+class ConflictResolveSerializer(StrictSerializer):
+    resource = serializers.ChoiceField(
+        choices=["agents", "phone_numbers", "assistants"], help_text='"agents" (or "assistants") or "phone_numbers".'
+    )
+    id = serializers.IntegerField(
+        min_value=1, max_value=MAX_LOCAL_ID, help_text="The local id of the agent or phone number in conflict."
+    )
+    keep = serializers.ChoiceField(choices=["vapi", "local"], help_text="Whose version wins: Vapi's or the database's.")
+
+
+class DeleteInVapiSerializer(StrictSerializer):
+    vapi_ids = serializers.ListField(
+        child=serializers.CharField(max_length=100), allow_empty=False, max_length=MAX_IDS,
+        help_text="Vapi assistant ids whose local agents were deleted here. Assistants that still have an agent "
+        "here, or that a Vapi phone number routes calls to, are not deleted (reported in errors).",
+    )
+
+
+# --- Runs -----------------------------------------------------------------------------------
+
+
+class CountsSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    deleted = serializers.IntegerField()
+    conflicts = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+
+
+class RunErrorSerializer(serializers.Serializer):
+    message = serializers.CharField()
+    resource = serializers.CharField(required=False)
+    label = serializers.CharField(required=False, allow_blank=True)
+    local_id = serializers.IntegerField(required=False, allow_null=True)
+    vapi_id = serializers.CharField(required=False, allow_null=True)
+    retryable = serializers.BooleanField(required=False, help_text="The same request may succeed later (outage, rate limit).")
+
+
+class DiffField(serializers.DictField):
+    """field -> [old, new]"""
+
+    child = serializers.ListField(child=serializers.JSONField(), min_length=2, max_length=2)
+
+
+class PlanItemSerializer(serializers.Serializer):
+    resource = serializers.CharField()
+    action = serializers.CharField(help_text="create, update, link, delete, mark_deleted, conflict, skip or error.")
+    side = serializers.CharField(allow_blank=True, help_text='Where it would change: "local" (database), "vapi" or "".')
+    local_id = serializers.IntegerField(allow_null=True)
+    vapi_id = serializers.CharField(allow_null=True)
+    label = serializers.CharField(allow_blank=True)
+    diff = DiffField()
+    reason = serializers.CharField(allow_blank=True)
+
+
+class ProgressSerializer(serializers.Serializer):
+    phase = serializers.CharField(required=False)
+    done = serializers.IntegerField(required=False)
+    total = serializers.IntegerField(required=False)
+
+
+class RunSerializer(serializers.ModelSerializer):
+    """A sync run as every trigger endpoint returns it."""
+
+    user = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+    counts = serializers.SerializerMethodField()
+    errors = RunErrorSerializer(many=True, read_only=True)
+    plan = PlanItemSerializer(many=True, read_only=True, help_text="What a dry run would do (empty for real runs).")
+    progress = ProgressSerializer(read_only=True)
+    resources = inline_enum_field(serializers.ListField, Resource.values, child=serializers.CharField(), read_only=True)
+    selection = serializers.JSONField(read_only=True, help_text="Ids of a selective sync: {local_ids: {resource: [...]}, vapi_ids: {...}}.")
+
+    class Meta:
+        model = SyncRun
+        fields = [
+            "id", "url", "status", "direction", "resources", "dry_run", "delta", "trigger", "user", "selection",
+            "created_at", "started_at", "finished_at", "counts", "errors", "message", "progress", "plan", "rollback_of",
+        ]
+        read_only_fields = fields
+
+    def get_user(self, run) -> str | None:
+        return run.user.get_username() if run.user_id and run.user else None
+
+    def get_url(self, run) -> str:
+        path = reverse("vapisync:run-detail", kwargs={"pk": run.pk})
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    @extend_schema_field(serializers.DictField(child=CountsSerializer(), help_text="Per resource of the run."))
+    def get_counts(self, run) -> dict:
+        counts = run.counts or {}
+        return {r: {k: int((counts.get(r) or {}).get(k, 0)) for k in COUNT_KEYS} for r in (run.resources or counts)}
+
+
+class RunSummarySerializer(RunSerializer):
+    """A run in the history list: without the plan and the error list (see the run's own URL)."""
+
+    error_count = serializers.SerializerMethodField()
+
+    class Meta(RunSerializer.Meta):
+        fields = [f for f in RunSerializer.Meta.fields if f not in ("plan", "errors")] + ["error_count"]
+        read_only_fields = fields
+
+    def get_error_count(self, run) -> int:
+        return len(run.errors or [])
+
+
+class ChangeSerializer(serializers.ModelSerializer):
+    diff = DiffField(read_only=True)
+
+    class Meta:
+        model = SyncChange
+        fields = ["id", "resource", "action", "side", "local_id", "vapi_id", "label", "diff", "reason", "error", "created_at"]
+        read_only_fields = fields
+
+
+class RunDetailSerializer(RunSerializer):
+    """A run with its recorded changes (the first CHANGES_IN_DETAIL; the rest via changes_url)."""
+
+    changes = serializers.SerializerMethodField()
+    changes_count = serializers.SerializerMethodField()
+    changes_url = serializers.SerializerMethodField()
+
+    class Meta(RunSerializer.Meta):
+        fields = RunSerializer.Meta.fields + ["changes_count", "changes", "changes_url"]
+        read_only_fields = fields
+
+    @extend_schema_field(ChangeSerializer(many=True))
+    def get_changes(self, run):
+        return ChangeSerializer(run.changes.order_by("id")[:CHANGES_IN_DETAIL], many=True).data
+
+    def get_changes_count(self, run) -> int:
+        return run.changes.count()
+
+    def get_changes_url(self, run) -> str:
+        path = reverse("vapisync:run-changes", kwargs={"pk": run.pk})
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+
+# --- Status, health, conflicts, errors --------------------------------------------------------
+
+
+class DriftSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    deleted = serializers.IntegerField()
+    conflicts = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+
+
+class ResourceStatusSerializer(serializers.Serializer):
+    database = serializers.IntegerField(help_text="Records in the database.")
+    vapi = serializers.IntegerField(allow_null=True, help_text="Items in Vapi (null when Vapi could not be read).")
+    in_sync = serializers.BooleanField(allow_null=True)
+    pending = serializers.IntegerField(help_text="Local changes waiting to be pushed.")
+    not_synced = serializers.IntegerField(help_text="Local records never pushed to Vapi.")
+    errors = serializers.IntegerField(help_text="Records whose last sync failed.")
+    conflicts = serializers.IntegerField(help_text="Records changed on both sides, waiting for a decision.")
+    deleted_in_vapi = serializers.IntegerField()
+    deleted_locally_still_in_vapi = serializers.IntegerField()
+    would_change = DriftSerializer(required=False, help_text="What a full sync would do now (present when Vapi was read).")
+
+
+class RunBriefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    direction = serializers.CharField()
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    trigger = serializers.CharField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    counts = serializers.DictField(child=serializers.DictField(child=serializers.IntegerField()))
+
+
+class SyncStatusSerializer(serializers.Serializer):
+    in_sync = serializers.BooleanField(allow_null=True, help_text="Both resources in sync (null when Vapi could not be read).")
+    timestamp = serializers.DateTimeField()
+    configured = serializers.BooleanField(help_text="VAPI_API_KEY is set.")
+    vapi_error = serializers.CharField(allow_null=True)
+    phone_numbers = ResourceStatusSerializer()
+    agents = ResourceStatusSerializer()
+    last_run = RunBriefSerializer(allow_null=True)
+    active_run = RunBriefSerializer(allow_null=True)
+
+
+class HealthVapiSerializer(serializers.Serializer):
+    configured = serializers.BooleanField()
+    reachable = serializers.BooleanField(allow_null=True)
+    base_url = serializers.CharField()
+    error = serializers.CharField(required=False, allow_null=True)
+
+
+class HealthDatabaseSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    error = serializers.CharField(required=False)
+
+
+class HealthBrokerSerializer(serializers.Serializer):
+    configured = serializers.BooleanField()
+    ok = serializers.BooleanField(allow_null=True)
+    mode = serializers.CharField(help_text='"in-process" (no broker: runs finish within the request) or "worker".')
+    error = serializers.CharField(required=False)
+
+
+class HealthSerializer(serializers.Serializer):
+    status = inline_enum_field(serializers.ChoiceField, ["ok", "degraded", "disabled"], choices=["ok", "degraded", "disabled"])
+    vapi = HealthVapiSerializer()
+    database = HealthDatabaseSerializer()
+    broker = HealthBrokerSerializer()
+
+
+class ConflictSerializer(serializers.Serializer):
+    resource = serializers.ChoiceField(choices=["agents", "phone_numbers"])
+    id = serializers.IntegerField(help_text="Local id: pass it with `resource` to conflicts/resolve.")
+    label = serializers.CharField()
+    vapi_id = serializers.CharField(allow_null=True)
+    message = serializers.CharField(allow_blank=True)
+    diff = DiffField(help_text="field -> [database value, Vapi value], from the run that found the conflict.")
+    detected_in_run = serializers.IntegerField(allow_null=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error response: a message, a stable code, and extras where they apply."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    run_id = serializers.IntegerField(required=False, allow_null=True, help_text="409: the run in progress.")
+    errors = serializers.DictField(
+        child=serializers.JSONField(), required=False, help_text="400 invalid body: field -> messages."
+    )
