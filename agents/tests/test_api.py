@@ -271,3 +271,10 @@ def test_update_with_a_too_long_name_is_a_400(staff_api):
     assert "name" in response.json()
     agent.refresh_from_db()
     assert agent.name == "Short"
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(staff_api):
+    body = "[" * 100_000 + "]" * 100_000
+    response = staff_api.post("/api/agents/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["detail"]

@@ -22,7 +22,8 @@ def test_defaults_match_vapi_defaults():
     )
     assert agent.system_prompt == "" and agent.first_message == ""
     assert agent.vapi_assistant_id is None
-    assert agent.sync_status == SyncStatus.LOCAL_ONLY
+    # Saving queues the push to Vapi: the new agent waits as "pending" until it is synced.
+    assert agent.sync_status == SyncStatus.PENDING
     assert agent.last_synced_at is None and agent.sync_error == ""
     assert isinstance(agent.uuid, uuid.UUID)
     assert agent.created_at is not None and agent.updated_at >= agent.created_at

@@ -99,7 +99,11 @@ def test_defaults_with_debug_off():
     db = values["DATABASES"]["default"]
     assert db["ENGINE"] == "django.db.backends.sqlite3"
     assert db["NAME"] == str(BASE_DIR / "db.sqlite3")
-    assert db["OPTIONS"] == {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    assert db["OPTIONS"] == {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
     assert values["VAPI_API_KEY"] == ""
     assert values["VAPI_BASE_URL"] == "https://api.vapi.ai"
     assert values["VAPI_WEBHOOK_SECRET"] == ""

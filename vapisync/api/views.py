@@ -12,8 +12,7 @@ from django.db.models import Model
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from django.http import JsonResponse
-from rest_framework.exceptions import APIException, NotFound, ParseError, ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -72,20 +71,8 @@ _RUN_QUEUED = OpenApiResponse(
 )
 
 
-class SafeJSONParser(JSONParser):
-    """DRF's JSON parser, where a document nested too deeply is a 400 rather than a 500."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise ParseError("JSON parse error - the document is nested too deeply.") from None
-
-
 class ErrorShapeMixin:
     """Gives DRF's own errors the project's shape: {"detail", "code"} (+ "errors" for 400s)."""
-
-    parser_classes = [SafeJSONParser, FormParser, MultiPartParser]
 
     def handle_exception(self, exc):
         response = super().handle_exception(exc)
