@@ -6,6 +6,7 @@ forever; an expired lease is taken over atomically by the next caller.
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -16,7 +17,15 @@ SYNC_LOCK = "sync"
 DEFAULT_TTL = timedelta(minutes=10)
 
 
-def lock_acquire(*, key: str = SYNC_LOCK, owner: str, ttl: timedelta = DEFAULT_TTL) -> bool:
+def lock_ttl() -> timedelta:
+    """How long a lease outlives its last renewal: VAPI_SYNC_LOCK_TTL seconds, read at call time.
+
+    It bounds how long a worker killed mid-run blocks the next sync."""
+    return timedelta(seconds=float(getattr(settings, "VAPI_SYNC_LOCK_TTL", DEFAULT_TTL.total_seconds())))
+
+
+def lock_acquire(*, key: str = SYNC_LOCK, owner: str, ttl: timedelta | None = None) -> bool:
+    ttl = ttl or lock_ttl()
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -34,8 +43,8 @@ def lock_acquire(*, key: str = SYNC_LOCK, owner: str, ttl: timedelta = DEFAULT_T
     return taken == 1
 
 
-def lock_renew(*, key: str = SYNC_LOCK, owner: str, ttl: timedelta = DEFAULT_TTL) -> bool:
-    return SyncLock.objects.filter(key=key, owner=owner).update(expires_at=timezone.now() + ttl) == 1
+def lock_renew(*, key: str = SYNC_LOCK, owner: str, ttl: timedelta | None = None) -> bool:
+    return SyncLock.objects.filter(key=key, owner=owner).update(expires_at=timezone.now() + (ttl or lock_ttl())) == 1
 
 
 def lock_release(*, key: str = SYNC_LOCK, owner: str) -> None:
