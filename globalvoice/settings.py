@@ -189,6 +189,9 @@ VAPI_MAX_RETRY_WAIT = env.float("VAPI_MAX_RETRY_WAIT", default=60.0)
 VAPI_RATE_LIMIT = env.float("VAPI_RATE_LIMIT", default=20.0)  # requests per second
 VAPI_MAX_CONCURRENCY = env.int("VAPI_MAX_CONCURRENCY", default=8)
 VAPI_WEBHOOK_MAX_BYTES = env.int("VAPI_WEBHOOK_MAX_BYTES", default=1_048_576)
+VAPI_WEBHOOK_DEBOUNCE = env.float("VAPI_WEBHOOK_DEBOUNCE", default=2.0)  # seconds to gather a burst of events
+VAPI_SYNC_RECONCILE_AFTER = env.float("VAPI_SYNC_RECONCILE_AFTER", default=60.0)
+VAPI_SYNC_LOCK_TTL = env.float("VAPI_SYNC_LOCK_TTL", default=600.0)
 
 # --- Celery -----------------------------------------------------------------------
 # Without a broker, tasks run in-process right after the transaction commits.

@@ -754,6 +754,12 @@ class PhoneNumberSync(ResourceSync):
                 f"{', '.join(fixed)} cannot be changed through Vapi's API; change it in Vapi's dashboard "
                 "or revert it here, then sync again."
             )
+        if "assistant_id" in fields and fields["assistant_id"] is None and pair.local.agent_id:
+            # Its agent has no assistant yet: pushing null would stop the number answering calls.
+            # (No database access here: pushes run in the client's worker threads.)
+            raise ValueError(
+                f"Its agent (id {pair.local.agent_id}) is not in Vapi yet; export agents first (a full sync does both)."
+            )
         body = mapping.phone_update_payload(fields, pair.remote)
         if not body:
             return pair.remote

@@ -518,3 +518,23 @@ def test_explicit_push_recreates_an_assistant_deleted_in_vapi(emulator, vapi_cli
     agent.refresh_from_db()
     assert agent.vapi_assistant_id in emulator.assistants and agent.vapi_assistant_id != remote["id"]
     assert agent.sync_status == SyncStatus.SYNCED
+
+
+def test_phone_export_never_unroutes_a_number_whose_agent_is_not_in_vapi_yet(emulator, vapi_client):
+    first = make_assistant(emulator, "First")
+    phone = emulator.add_phone_number(provider="vapi", number="+16826269224", assistantId=first["id"])
+    run(vapi_client, Direction.IMPORT)
+    local = PhoneNumber.objects.get()
+    local.agent = Agent.objects.create(name="Not pushed yet")
+    local.save()
+
+    phones_only = run(vapi_client, Direction.EXPORT, resources=[Resource.PHONE_NUMBERS])
+
+    assert phones_only.status == RunStatus.PARTIAL
+    assert "not in Vapi yet" in phones_only.errors[0]["message"]
+    assert emulator.phone_numbers[phone["id"]]["assistantId"] == first["id"]
+
+    full = run(vapi_client, Direction.FULL)
+    new_agent = Agent.objects.get(name="Not pushed yet")
+    assert full.status == RunStatus.SUCCEEDED, full.errors
+    assert emulator.phone_numbers[phone["id"]]["assistantId"] == new_agent.vapi_assistant_id
