@@ -18,3 +18,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("healthz", liveness, name="liveness"),
 ]
+
+handler400 = "globalvoice.errors.bad_request"
+handler403 = "globalvoice.errors.permission_denied"
+handler404 = "globalvoice.errors.page_not_found"
+handler500 = "globalvoice.errors.server_error"

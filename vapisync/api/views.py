@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.db.models import Model
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
+from django.views.decorators.csrf import csrf_exempt
 from django.http import JsonResponse
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
@@ -308,6 +309,7 @@ def _run_or_404(pk: int):
     return run
 
 
+@csrf_exempt  # a Bearer-token POST to a wrong path gets this JSON 404, not Django's CSRF page
 def not_found(request, *args, **kwargs):
     """Any other path under /api/vapi-sync/: a JSON 404 like the endpoints' own, not an HTML page."""
     return JsonResponse(

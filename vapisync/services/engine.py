@@ -141,6 +141,7 @@ class ResourceSync:
     vapi_id_field: str
     local_update_fields: tuple[str, ...]
     can_create_remote = True
+    listing_complete = True  # set per run: False when only selected ids or a delta were fetched
 
     def __init__(self, *, client, options: RunOptions, recorder: Recorder, progress=None):
         self.client = client
@@ -169,11 +170,11 @@ class ResourceSync:
         opts = self.options
         if opts.selected(self.resource):
             wanted = set(opts.vapi_ids.get(self.resource) or [])
-            wanted |= set(
-                self.model.objects.filter(pk__in=opts.local_ids.get(self.resource) or [])
-                .exclude(**{f"{self.vapi_id_field}__isnull": True})
-                .values_list(self.vapi_id_field, flat=True)
+            selected = self.model.objects.filter(pk__in=opts.local_ids.get(self.resource) or []).values_list(
+                "pk", self.vapi_id_field
             )
+            wanted |= {vapi_id for _, vapi_id in selected if vapi_id}
+            wanted |= set(self.recorded_links([pk for pk, vapi_id in selected if not vapi_id]).values())
             docs, gone = [], set()
             for vapi_id, doc, exc in self.client.map_concurrent(self.get_remote, sorted(wanted)):
                 if isinstance(exc, VapiNotFound):
@@ -206,8 +207,26 @@ class ResourceSync:
         return qs.none()
 
     # -- pair and decide ----------------------------------------------------------------
+    def recorded_links(self, local_ids: list[int]) -> dict[int, str]:
+        """local id -> Vapi id, from the baselines, for records whose Vapi id column is empty.
+
+        The column can lose a link a sync just wrote (a person's save of a copy loaded before
+        it); the baseline keeps it, so the record is re-linked instead of created twice."""
+        if not local_ids:
+            return {}
+        return dict(
+            SyncRecord.objects.filter(
+                resource=self.resource, local_id__in=local_ids, local_deleted_at__isnull=True, remote_deleted_at__isnull=True
+            ).values_list("local_id", "vapi_id")
+        )
+
     def pair_up(self, docs, gone, complete, locals_) -> tuple[list[Pair], list[SyncRecord]]:
-        by_vapi_id = {getattr(o, self.vapi_id_field): o for o in locals_ if getattr(o, self.vapi_id_field)}
+        recorded = self.recorded_links([o.pk for o in locals_ if not getattr(o, self.vapi_id_field)])
+        by_vapi_id = {}
+        for obj in locals_:
+            vapi_id = getattr(obj, self.vapi_id_field) or recorded.get(obj.pk)
+            if vapi_id:
+                by_vapi_id[vapi_id] = obj
         by_secondary = {}
         for obj in locals_:
             key = self.secondary_key_of_local(obj)
@@ -236,7 +255,7 @@ class ResourceSync:
         for obj in locals_:
             if obj.pk in seen_local:
                 continue
-            vapi_id = getattr(obj, self.vapi_id_field)
+            vapi_id = getattr(obj, self.vapi_id_field) or recorded.get(obj.pk)
             if vapi_id and (complete or vapi_id in gone):
                 pairs.append(Pair(local=obj, remote=None, record=records.get(vapi_id), remote_gone=True))
             elif not vapi_id:
@@ -262,6 +281,7 @@ class ResourceSync:
         self.prepare()
         self.progress(phase=f"{self.resource}: reading Vapi")
         docs, gone, complete = self.fetch()
+        self.listing_complete = complete
         self.remote_count = len(docs) if complete else None
         newest = max((d.get("updatedAt") or "" for d in docs), default="")
         locals_ = self.load_locals(docs, complete)
@@ -633,6 +653,14 @@ class AssistantSync(ResourceSync):
 
     def create_remote(self, pair: Pair) -> dict:
         agent = pair.local
+        if not self.listing_complete:
+            # A selective push has not seen Vapi's full list: an earlier create whose answer
+            # was lost (timeout, crash) would not have been matched by its marker. Look first.
+            found = self.client.find_assistant_by_metadata(
+                mapping.MARKER_KEY, str(agent.uuid), created_since=agent.created_at
+            )
+            if found is not None:
+                return found
         payload = mapping.assistant_create_payload(pair.local_fields, marker=str(agent.uuid))
         sent_at = timezone.now()
         try:

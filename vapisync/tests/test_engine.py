@@ -314,7 +314,9 @@ def test_selective_export_touches_only_the_selected_agent(emulator, vapi_client)
     run(vapi_client, Direction.EXPORT, local_ids={Resource.ASSISTANTS: [first.pk]}, resources=[Resource.ASSISTANTS])
 
     assert [a["name"] for a in emulator.assistants.values()] == ["First"]
-    assert emulator.counts["GET /assistant"] == 0  # no listing for a selective run
+    # No full listing: only a look for an earlier copy created since the agent was.
+    listings = [query for method, path, query in emulator.requests if method == "GET" and path == "/assistant"]
+    assert len(listings) == 1 and "createdAtGe" in str(listings[0])
 
 
 def test_selective_import_by_vapi_id(emulator, vapi_client):
@@ -538,3 +540,35 @@ def test_phone_export_never_unroutes_a_number_whose_agent_is_not_in_vapi_yet(emu
     new_agent = Agent.objects.get(name="Not pushed yet")
     assert full.status == RunStatus.SUCCEEDED, full.errors
     assert emulator.phone_numbers[phone["id"]]["assistantId"] == new_agent.vapi_assistant_id
+
+
+def test_a_lost_vapi_id_is_relinked_from_the_baseline_not_created_again(emulator, vapi_client):
+    agent = Agent.objects.create(name="Raced")
+    run(vapi_client, Direction.EXPORT, local_ids={Resource.ASSISTANTS: [agent.pk]})
+    assistant_id = Agent.objects.get().vapi_assistant_id
+    # A person's save of a copy loaded before the push writes the old, empty id back.
+    Agent.objects.filter(pk=agent.pk).update(vapi_assistant_id=None, first_message="Edited meanwhile")
+    emulator.reset_counters()
+
+    result = run(vapi_client, Direction.EXPORT, trigger="signal", local_ids={Resource.ASSISTANTS: [agent.pk]})
+
+    assert result.status == RunStatus.SUCCEEDED, result.errors
+    assert emulator.counts["POST /assistant"] == 0 and len(emulator.assistants) == 1
+    agent.refresh_from_db()
+    assert agent.vapi_assistant_id == assistant_id
+    assert emulator.assistants[assistant_id]["firstMessage"] == "Edited meanwhile"
+
+
+def test_selective_push_adopts_an_assistant_whose_create_answer_was_lost(emulator, vapi_client):
+    agent = Agent.objects.create(name="Lost answer")
+    # Created in Vapi by an earlier push that died before recording anything here.
+    emulator.add_assistant(name="Lost answer", model={"provider": "openai", "model": "gpt-4o"},
+                           voice={"provider": "vapi", "voiceId": "Elliot"},
+                           metadata={"globalvoiceAgentUuid": str(agent.uuid)})
+    emulator.reset_counters()
+
+    run(vapi_client, Direction.EXPORT, trigger="signal", local_ids={Resource.ASSISTANTS: [agent.pk]})
+
+    assert emulator.counts["POST /assistant"] == 0 and len(emulator.assistants) == 1
+    agent.refresh_from_db()
+    assert agent.vapi_assistant_id in emulator.assistants
