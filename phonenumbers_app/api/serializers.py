@@ -1,11 +1,24 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from agents.models import Agent
 from phonenumbers_app.e164 import e164_normalize
 from phonenumbers_app.models import PhoneNumber
 
 
+class IntegerPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
+    """A primary key that must be a whole number: 1.5 or "1.5" is an error, not agent 1."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not (isinstance(data, int) or (isinstance(data, str) and data.strip().isdigit())):
+            self.fail("incorrect_type", data_type=type(data).__name__)
+        return super().to_internal_value(data)
+
+
 class PhoneNumberSerializer(serializers.ModelSerializer):
+    agent = IntegerPrimaryKeyRelatedField(
+        queryset=Agent.objects.all(), required=False, allow_null=True, help_text="The agent that answers this number."
+    )
     number = serializers.CharField(
         max_length=40, required=False, allow_null=True, allow_blank=True, help_text="Any common format; stored as E.164."
     )

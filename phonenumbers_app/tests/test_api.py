@@ -280,3 +280,13 @@ def test_update_to_a_missing_agent_is_a_400(staff_api):
     response = staff_api.patch(detail(phone), {"agent": 424242}, format="json")
     assert response.status_code == 400
     assert "does not exist" in response.json()["agent"][0]
+
+
+@pytest.mark.parametrize("bad_agent", [1.5, "1.5", True, "one", [1]])
+def test_agent_must_be_a_whole_number_id(staff_api, bad_agent):
+    from agents.models import Agent
+
+    Agent.objects.create(name="Reception")
+    response = staff_api.post("/api/phone-numbers/", {"number": "+16826269224", "agent": bad_agent}, format="json")
+    assert response.status_code == 400
+    assert "agent" in response.json()

@@ -15,7 +15,7 @@ from vapisync.conf import vapi_settings
 from vapisync.exceptions import SyncAlreadyRunning, VapiError, VapiNotConfigured, VapiSyncError
 from vapisync.models import ACTIVE_STATUSES, ChangeAction, Direction, Resource, RunStatus, Side, SyncRecord, SyncRun, Trigger
 from vapisync.services.engine import RESOURCE_ORDER, RESOURCE_SYNCS, Recorder, RunOptions
-from vapisync.services.locks import DEFAULT_TTL, lock_acquire, lock_holder, lock_release, lock_renew
+from vapisync.services.locks import lock_acquire, lock_holder, lock_release, lock_renew, lock_ttl
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def sync_run_create(
 
 def _reap_interrupted_runs(*, exclude: int) -> None:
     """Runs left 'running' by a process that died: their lock has expired or passed on."""
-    stale_before = timezone.now() - DEFAULT_TTL
+    stale_before = timezone.now() - lock_ttl()
     holder = _running_run_id()
     for run in SyncRun.objects.filter(status__in=ACTIVE_STATUSES, dry_run=False).exclude(pk=exclude):
         last_sign = run.heartbeat_at or run.created_at
