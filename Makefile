@@ -21,6 +21,7 @@ help:
 	@echo "make test    - set up and run the tests"
 	@echo "make e2e     - production-stack suites (gunicorn, PostgreSQL, Redis, Celery)"
 	@echo "make bench   - benchmarks; figures go to bench/results.json and the README"
+	@echo "make figures - run make e2e and make bench, then rewrite the README's Reliability and Performance figures"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.12+ is required (Django 6); none found." >&2; exit 2; }
@@ -45,6 +46,9 @@ e2e: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+figures: $(STAMP)
+	$(BIN)/python scripts/figures.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache db.sqlite3

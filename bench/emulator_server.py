@@ -6,7 +6,7 @@ With --control, a small control channel for the end-to-end suite is served besid
 emulated API (never behind its auth or faults; loopback only):
 
     GET  /__state     counts per route, faults, every assistant and phone-number document
-    POST /__control   JSON {"error_rate", "latency_ms", "rate_limit", "down", "fail_writes"}, and
+    POST /__control   JSON {"error_rate", "latency_ms", "rate_limit", "down", "fail_writes", "api_key"}, and
                       "script": [{"fault": "fail_next" | "fail_after_apply_next", "n", "status", "route"}]
     POST /__seed      JSON {"assistants": N, "phones": M, "prefix": "Agent"}
     POST /__reset     a fresh, empty emulator (same API key), faults off
@@ -83,6 +83,9 @@ class ControlledEmulator:
 
     def set_faults(self, faults: dict) -> dict:
         for name, value in faults.items():
+            if name == "api_key":  # the key the emulator accepts (not reported by /__state)
+                self.emu.api_key = str(value)
+                continue
             if name == "script":
                 for step in value:
                     if step.get("fault") not in SCRIPTED:
