@@ -233,21 +233,3 @@ def insert_agents_sql(s: Stack, n: int, prefix: str) -> None:
         "'gpt-4o', 'vapi', 'Elliot', 'local_only', '', now(), now() from generate_series(1, %s) g",
         (prefix, n),
     )
-
-
-# --- Known bugs in other parts of the project ------------------------------------------------------
-# A test that meets one of these raises it after every other assertion has passed; the test is
-# marked xfail(strict=True, raises=<the class>), so any other failure still fails the test, and
-# the fix of the bug turns the test into an XPASS that fails until the marker is removed.
-
-
-class KnownBug(AssertionError):
-    """A failure matching a bug reported to the owner of the code (see the test's xfail reason)."""
-
-
-class FractionalIdTruncated(KnownBug):
-    """A related id sent as a fraction (1.5) is truncated to another record's id (1) instead of refused."""
-
-
-class StaleRunningRun(KnownBug):
-    """A run interrupted by a killed worker stays 'running' after its lease lapsed and later runs finished."""

@@ -18,7 +18,6 @@ import requests
 
 from e2e import results
 from e2e.checks import (
-    StaleRunningRun,
     assert_consistent,
     insert_agents_sql,
     local_agents,
@@ -174,14 +173,6 @@ def _start_long_full_sync(s, n_local: int):
     return run_id
 
 
-STALE_RUN_BUG = (
-    "bug (sync engine, vapisync/services/runs.py _reap_interrupted_runs, line 82): an interrupted run is reaped "
-    "only DEFAULT_TTL (10 min) after its last heartbeat, not after VAPI_SYNC_LOCK_TTL; with the TTL lowered, the "
-    "killed worker's run stays 'running' (and is reported as status.active_run) long after later runs finished"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=StaleRunningRun, reason=STALE_RUN_BUG)
 @pytest.mark.timeout(600)
 def test_worker_killed_and_restarted_mid_run(fresh):
     s = fresh
@@ -210,9 +201,9 @@ def test_worker_killed_and_restarted_mid_run(fresh):
         "seconds_until_recovered": round(recovered, 1), "runs_after": len(runs), "lock_ttl_seconds": 60,
         "duplicates": c.duplicates, "lost": len(c.problems),
     })
-    if run["status"] in ("queued", "running") or (status.get("active_run") or {}).get("id") == run_id:
-        raise StaleRunningRun(f"run {run_id} still {run['status']} {recovered:.0f}s after the kill, after run "
-                              f"{runs[-1]['id']} succeeded; status reports active_run {status.get('active_run')}")
+    assert run["status"] in ("failed", "partial", "succeeded"), \
+        f"run {run_id} still {run['status']} {recovered:.0f}s after the kill, after run {runs[-1]['id']} succeeded"
+    assert (status.get("active_run") or {}).get("id") != run_id, status.get("active_run")
 
 
 @pytest.mark.timeout(600)
