@@ -87,8 +87,9 @@ def render(data: dict, *, since: float | None = None) -> str:
         rows.append(("Celery worker SIGKILLed mid-run (after "
                      f"{_n(f['created_before_kill'])} creates), then restarted", f"{_n(f['agents'])} agents",
                      f"the next full sync got the lock once the lease lapsed (VAPI_SYNC_LOCK_TTL={f.get('lock_ttl_seconds', '?')} s) "
-                     f"and succeeded {_n(f['seconds_until_recovered'])} s after the kill; the interrupted run was still "
-                     f"`{f['interrupted_run_status']}`", f["duplicates"], f["lost"]))
+                     f"and succeeded {_n(f['seconds_until_recovered'])} s after the kill; the interrupted run "
+                     + ("was still" if f["interrupted_run_status"] in ("queued", "running") else "ended")
+                     + f" `{f['interrupted_run_status']}`", f["duplicates"], f["lost"]))
     f = get("fault_db_dropped")
     if f:
         rows.append((f"All {f['connections_terminated']} database connections terminated mid-run "
