@@ -34,6 +34,7 @@ from vapisync.models import ChangeAction, Resource, Side, SyncChange, SyncCursor
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+PUSH_CHUNK = 200  # Vapi writes between two lease renewals (10 s at 20 requests a second)
 COUNT_KEYS = ("created", "updated", "unchanged", "deleted", "conflicts", "failed", "skipped")
 _COUNT_OF_ACTION = {
     ChangeAction.CREATE: "created",
@@ -485,18 +486,20 @@ class ResourceSync:
                 return self.create_remote(pair)
             return self.push(pair, fields)
 
-        results = self.client.map_concurrent(call, ops)
-        finished = []
-        for op, doc, exc in results:
-            kind, pair, fields = op
-            done += 1
-            if exc is not None:
-                self._fail_remote(pair, kind, exc)
-            elif doc is not None:
-                finished.append((kind, pair, doc))
-        for start in range(0, len(finished), BATCH_SIZE):
-            self._finish_remote_batch(finished[start:start + BATCH_SIZE])
-        self.progress(done=done)
+        # In chunks: each chunk's results are saved before the next starts (a crash loses
+        # little), and progress between chunks renews the sync lease during a long push.
+        for start in range(0, len(ops), PUSH_CHUNK):
+            finished = []
+            for op, doc, exc in self.client.map_concurrent(call, ops[start:start + PUSH_CHUNK]):
+                kind, pair, fields = op
+                done += 1
+                if exc is not None:
+                    self._fail_remote(pair, kind, exc)
+                elif doc is not None:
+                    finished.append((kind, pair, doc))
+            if finished:
+                self._finish_remote_batch(finished)
+            self.progress(done=done)
 
     def _fail_remote(self, pair: Pair, kind: str, exc: Exception) -> None:
         message = _error_text(exc)
