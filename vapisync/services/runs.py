@@ -305,11 +305,3 @@ def conflict_resolve(*, resource: str, local_id: int, keep: str, trigger: str, u
         direction=Direction.RESOLVE, resources=[resource], trigger=trigger, user=user,
         local_ids={resource: [local_id]}, policy="vapi_wins" if keep == "vapi" else "local_wins", client=client,
     )
-
-
-def wait_for_run(run: SyncRun, *, timeout: float = 0) -> SyncRun:
-    deadline = time.monotonic() + timeout
-    while run.is_active and time.monotonic() < deadline:
-        time.sleep(0.2)
-        run.refresh_from_db()
-    return run
