@@ -22,9 +22,25 @@ class SyncTrackedModel(models.Model):
     )
     last_synced_at = models.DateTimeField(null=True, blank=True)
     sync_error = models.TextField(blank=True, default="")
+    # Bumped in the database by every save (a person's, or a sync writing content): writers that
+    # decided from an earlier read compare it first ("compare and set"), so a newer edit is never
+    # overwritten. Sync bookkeeping alone (status, error) leaves it as it is.
+    version = models.PositiveBigIntegerField(default=1, editable=False)
 
     class Meta:
         abstract = True
+
+    def save(self, *args, **kwargs):
+        if self._state.adding or self.pk is None:
+            return super().save(*args, **kwargs)
+        # F(): a copy loaded before another write still moves the version past it.
+        self.version = models.F("version") + 1
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "version"}
+        try:
+            super().save(*args, **kwargs)
+        finally:
+            self.version = type(self).objects.filter(pk=self.pk).values_list("version", flat=True).first() or 0
 
 
 class Agent(SyncTrackedModel):
