@@ -647,6 +647,7 @@ class ResourceSync:
             self.lease.tick()
             self.lease.check()
             chunk = self._locally_unchanged(chunk)
+            seam("remote_chunk", resource=self.resource, ops=chunk)
             chunk = self._still_current(chunk)
             creates = [w for w in chunk if w.kind == Write.CREATE]
             if creates and (self.options.uncertain or not self.listing_complete):
@@ -658,7 +659,6 @@ class ResourceSync:
                     chunk = [w for w in chunk if w.kind != Write.CREATE]
             if not chunk:
                 continue
-            seam("remote_chunk", resource=self.resource, ops=chunk)
             finished = []
             for write, doc, exc in self._in_parallel(self._remote_call, chunk):
                 if exc is not None:

@@ -8,7 +8,8 @@ no callable is registered and a point costs one dict lookup.
 Points (keyword arguments passed to the callable):
   "planned"        resource, plan            main thread, after the plan is made, before any write
   "local_write"    resource, ops             main thread, before each local batch is written
-  "remote_chunk"   resource, ops             main thread, before each chunk of Vapi writes
+  "remote_chunk"   resource, ops             main thread, before each chunk of Vapi writes: after
+                                             the local versions were checked, before Vapi's
   "remote_write"   resource, op              a client worker thread, right before one Vapi write
                                              (touch only the emulator here, not the database:
                                              the test's database connection is not this thread's)
