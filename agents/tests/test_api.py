@@ -146,7 +146,7 @@ def test_staff_updates_and_deletes(staff_api):
         "system_prompt": "Be brief.",
         "first_message": "Hello",
         "model_provider": "anthropic",
-        "model": "claude-sonnet",
+        "model": "claude-sonnet-4-6",
         "voice_provider": "11labs",
         "voice_id": "burt",
     }

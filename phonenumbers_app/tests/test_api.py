@@ -15,6 +15,7 @@ LIST = "/api/phone-numbers/"
 PHONE_FIELDS = {
     "id",
     "number",
+    "number_is_e164",
     "sip_uri",
     "name",
     "provider",
