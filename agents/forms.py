@@ -113,7 +113,8 @@ class AgentAdminForm(VersionCheckedForm):
             choices = provider_choices(name, current=getattr(self.instance, name) if self.instance.pk else None)
             if field is not None and choices is not None:
                 self.fields[name] = forms.ChoiceField(
-                    choices=choices, label=field.label, help_text=field.help_text, required=field.required
+                    choices=choices, label=field.label, help_text=field.help_text, required=field.required,
+                    initial=field.initial,
                 )
 
     def clean(self):

@@ -278,3 +278,44 @@ def test_deeply_nested_json_is_a_400_not_a_500(staff_api):
     response = staff_api.post("/api/agents/", body, content_type="application/json")
     assert response.status_code == 400
     assert "nested too deeply" in response.json()["detail"]
+
+
+# --- Control characters: a field error, never a database error ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"name": "Sales\u0000"}, "name"),
+        ({"name": "Sales\u001b[31m"}, "name"),
+        ({"name": "Two\nlines"}, "name"),
+        ({"name": "ok", "model": "gpt-4o\u0000"}, "model"),
+        ({"name": "ok", "voice_id": "Ell\u0085iot"}, "voice_id"),
+        ({"name": "ok", "system_prompt": "Be brief.\u0000"}, "system_prompt"),
+        ({"name": "ok", "first_message": "Hi\u0007"}, "first_message"),
+    ],
+)
+def test_control_characters_are_field_errors(staff_api, payload, field):
+    response = staff_api.post(LIST, payload, format="json")
+    assert response.status_code == 400, response.content
+    assert "control character" in " ".join(response.json()[field]) or "Null characters" in " ".join(response.json()[field])
+    assert not Agent.objects.exists()
+
+
+def test_prompts_keep_tabs_and_line_breaks(staff_api):
+    prompt = "Rules:\n\t- be brief\r\n\t- be kind"
+    response = staff_api.post(LIST, {"name": "ok", "system_prompt": prompt, "first_message": "Hi\nthere"}, format="json")
+    assert response.status_code == 201, response.content
+    assert Agent.objects.get().system_prompt == prompt
+
+
+def test_json_nested_beyond_the_limit_is_a_400(staff_api):
+    from globalvoice.parsers import MAX_JSON_DEPTH
+
+    deep = "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)
+    response = staff_api.post(LIST, f'{{"name": {deep}}}', content_type="application/json")
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["detail"]
+    shallow = "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1)
+    response = staff_api.post(LIST, f'{{"name": {shallow}}}', content_type="application/json")
+    assert response.status_code == 400 and "name" in response.json()  # parsed; a list is not a name

@@ -11,6 +11,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from agents.validators import single_line
 from vapisync.models import Resource, RunStatus, SyncChange, SyncRun
 from vapisync.services.engine import COUNT_KEYS
 
@@ -80,6 +81,7 @@ class RecordIdField(serializers.Field):
         "invalid": "Expected a local id (a positive integer) or a Vapi id (a string), got {kind}.",
         "blank": "An id must not be empty.",
         "too_long": "A Vapi id has at most 100 characters.",
+        "control_character": "A Vapi id cannot hold control characters (found U+{code:04X}).",
     }
 
     def to_internal_value(self, data):
@@ -96,6 +98,10 @@ class RecordIdField(serializers.Field):
             return self.to_internal_value(int(data))
         if len(data) > 100:
             self.fail("too_long")
+        # NUL cannot even be looked up in PostgreSQL; no Vapi id holds a control character.
+        bad = next((c for c in data if c < " " or "\x7f" <= c <= "\x9f"), None)
+        if bad is not None:
+            self.fail("control_character", code=ord(bad))
         return data
 
     def to_representation(self, value):
@@ -168,7 +174,7 @@ class ConflictResolveSerializer(StrictSerializer):
 
 class DeleteInVapiSerializer(StrictSerializer):
     vapi_ids = serializers.ListField(
-        child=serializers.CharField(max_length=100), allow_empty=False, max_length=MAX_IDS,
+        child=serializers.CharField(max_length=100, validators=[single_line]), allow_empty=False, max_length=MAX_IDS,
         help_text="Vapi assistant ids whose local agents were deleted here. Assistants that still have an agent "
         "here, or that a Vapi phone number routes calls to, are not deleted (reported in errors).",
     )
