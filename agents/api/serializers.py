@@ -2,7 +2,6 @@ from rest_framework import serializers
 
 from agents.catalogue import choice_errors
 from agents.models import Agent
-from agents.validators import multi_line, single_line
 
 CHOICE_FIELDS = ("model_provider", "model", "voice_provider", "voice_id")
 _checked = "Checked when it changes: a value the voice platform does not accept is a 400 that lists the allowed ones."
@@ -29,13 +28,10 @@ class AgentSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["vapi_assistant_id", "sync_status", "last_synced_at", "sync_error", "created_at", "updated_at"]
         extra_kwargs = {
-            "name": {"validators": [single_line]},
-            "system_prompt": {"validators": [multi_line]},
-            "first_message": {"validators": [multi_line]},
-            "model_provider": {"validators": [single_line], "help_text": f"E.g. openai. {_checked}"},
-            "model": {"validators": [single_line], "help_text": f"E.g. gpt-4o. {_checked} (where the provider publishes a list)"},
-            "voice_provider": {"validators": [single_line], "help_text": f"E.g. vapi or 11labs. {_checked}"},
-            "voice_id": {"validators": [single_line], "help_text": f"E.g. Elliot. {_checked} (where the provider publishes a list)"},
+            "model_provider": {"help_text": f"E.g. openai. {_checked}"},
+            "model": {"help_text": f"E.g. gpt-4o. {_checked} (where the provider publishes a list)"},
+            "voice_provider": {"help_text": f"E.g. vapi or 11labs. {_checked}"},
+            "voice_id": {"help_text": f"E.g. Elliot. {_checked} (where the provider publishes a list)"},
         }
 
     def validate(self, attrs):

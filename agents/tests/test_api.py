@@ -280,31 +280,22 @@ def test_deeply_nested_json_is_a_400_not_a_500(staff_api):
     assert "nested too deeply" in response.json()["detail"]
 
 
-# --- Control characters: a field error, never a database error ----------------------------------
+# --- Control characters: NUL is a field error (PostgreSQL cannot store it), never a 500/503 ----------
 
 
-@pytest.mark.parametrize(
-    ("payload", "field"),
-    [
-        ({"name": "Sales\u0000"}, "name"),
-        ({"name": "Sales\u001b[31m"}, "name"),
-        ({"name": "Two\nlines"}, "name"),
-        ({"name": "ok", "model": "gpt-4o\u0000"}, "model"),
-        ({"name": "ok", "voice_id": "Ell\u0085iot"}, "voice_id"),
-        ({"name": "ok", "system_prompt": "Be brief.\u0000"}, "system_prompt"),
-        ({"name": "ok", "first_message": "Hi\u0007"}, "first_message"),
-    ],
-)
-def test_control_characters_are_field_errors(staff_api, payload, field):
+@pytest.mark.parametrize("field", ["name", "system_prompt", "first_message", "model", "voice_id"])
+def test_nul_is_a_field_error(staff_api, field):
+    payload = {"name": "ok", field: "bad\u0000value"}
     response = staff_api.post(LIST, payload, format="json")
     assert response.status_code == 400, response.content
-    assert "control character" in " ".join(response.json()[field]) or "Null characters" in " ".join(response.json()[field])
+    assert "Null characters are not allowed." in response.json()[field]
     assert not Agent.objects.exists()
 
 
-def test_prompts_keep_tabs_and_line_breaks(staff_api):
-    prompt = "Rules:\n\t- be brief\r\n\t- be kind"
-    response = staff_api.post(LIST, {"name": "ok", "system_prompt": prompt, "first_message": "Hi\nthere"}, format="json")
+def test_other_control_characters_are_kept(staff_api):
+    # Vapi stores them; the app keeps text character for character (see e2e test_fuzz).
+    prompt = "Rules:\n\t- be brief\r\n\t- Bell\u0007 Esc\u001b[31m DEL\u007f"
+    response = staff_api.post(LIST, {"name": "Tab\there", "system_prompt": prompt}, format="json")
     assert response.status_code == 201, response.content
     assert Agent.objects.get().system_prompt == prompt
 

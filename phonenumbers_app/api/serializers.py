@@ -2,7 +2,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from agents.models import Agent
-from agents.validators import single_line
 from phonenumbers_app.e164 import e164_normalize
 from phonenumbers_app.models import PhoneNumber
 
@@ -21,7 +20,7 @@ class PhoneNumberSerializer(serializers.ModelSerializer):
         queryset=Agent.objects.all(), required=False, allow_null=True, help_text="The agent that answers this number."
     )
     number = serializers.CharField(
-        max_length=40, required=False, allow_null=True, allow_blank=True, validators=[single_line],
+        max_length=40, required=False, allow_null=True, allow_blank=True,
         help_text="Any common format; stored as E.164. A number imported as the voice platform holds it "
         "(not valid E.164, see number_is_e164) may be sent back unchanged.",
     )
@@ -58,7 +57,6 @@ class PhoneNumberSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
-        extra_kwargs = {"sip_uri": {"validators": [single_line]}, "name": {"validators": [single_line]}}
 
     def validate_number(self, value):
         if not value:

@@ -325,20 +325,18 @@ def test_new_numbers_are_still_validated_and_marked(staff_api):
     assert response.status_code == 201 and response.json()["number_is_e164"] is True
 
 
-# --- Control characters: a field error, never a database error ----------------------------------
+# --- NUL: a field error (PostgreSQL cannot store it), never a 500/503 --------------------------------
 
 
 @pytest.mark.parametrize(
     ("payload", "field"),
     [
         ({"number": "+16826269224", "name": "Main\u0000"}, "name"),
-        ({"number": "+16826269224", "name": "Main\u0007line"}, "name"),
         ({"number": "+1682626\u00009224"}, "number"),
         ({"sip_uri": "sip:a@example.com\u0000"}, "sip_uri"),
-        ({"sip_uri": "sip:a@exa\nmple.com"}, "sip_uri"),
     ],
 )
-def test_control_characters_are_field_errors(staff_api, payload, field):
+def test_nul_is_a_field_error(staff_api, payload, field):
     response = staff_api.post(LIST, payload, format="json")
     assert response.status_code == 400, response.content
     assert field in response.json(), response.json()
