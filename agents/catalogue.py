@@ -60,6 +60,15 @@ def provider_choices(kind: str, current: str | None = None) -> list[tuple[str, s
     return choices
 
 
+def published_names(provider_kind: str) -> dict[str, tuple[str, ...]]:
+    """provider -> the closed list of names it publishes, for "model_provider" or "voice_provider"."""
+    catalogue = get_catalogue()
+    if catalogue is None:
+        return {}
+    providers = getattr(catalogue, dict((p, attr) for p, _, attr, _, _ in _PAIRS)[provider_kind])
+    return {provider: names for provider, names in sorted(providers.items()) if names}
+
+
 def choice_errors(values: Mapping[str, str], previous: Mapping[str, str] | None = None) -> dict[str, list[str]]:
     """Field errors for `values` (the agent's provider and name fields after the change).
 

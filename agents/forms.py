@@ -17,9 +17,10 @@ model and answers only "Record Modified", without saying what changed.
 from django import forms
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models, transaction
+from django.utils.html import format_html_join
 from django.utils.text import Truncator
 
-from .catalogue import choice_errors, provider_choices
+from .catalogue import choice_errors, provider_choices, published_names
 from .models import Agent
 
 VERSION_FIELD = "seen_version"
@@ -99,12 +100,34 @@ class VersionCheckedAdminMixin:
         return fieldsets
 
 
+class NameSuggestions(forms.TextInput):
+    """A text input that suggests the names the chosen provider publishes: one <datalist> per provider,
+    and agents/provider_names.js points the input at the list of the provider selected."""
+
+    def __init__(self, names_by_provider: dict[str, tuple[str, ...]], provider_field: str, attrs=None):
+        super().__init__(attrs)
+        self.names_by_provider = names_by_provider
+        self.provider_field = provider_field
+
+    def render(self, name, value, attrs=None, renderer=None):
+        attrs = {**(attrs or {}), "data-names-from": f"id_{self.provider_field}", "autocomplete": "off"}
+        input_id = attrs.get("id") or f"id_{name}"
+        lists = format_html_join("", '<datalist id="{}-names-{}">{}</datalist>', (
+            (input_id, provider, format_html_join("", '<option value="{}">', ((n,) for n in names)))
+            for provider, names in self.names_by_provider.items()
+        ))
+        return super().render(name, value, attrs, renderer) + lists
+
+
 class AgentAdminForm(VersionCheckedForm):
-    """Providers as choices, and model or voice names checked where the platform publishes a list."""
+    """Providers as choices, model and voice names suggested and checked where the platform publishes a list."""
 
     class Meta:
         model = Agent
         fields = "__all__"
+
+    class Media:
+        js = ("agents/provider_names.js",)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -116,6 +139,10 @@ class AgentAdminForm(VersionCheckedForm):
                     choices=choices, label=field.label, help_text=field.help_text, required=field.required,
                     initial=field.initial,
                 )
+        for name, provider_field in (("model", "model_provider"), ("voice_id", "voice_provider")):
+            field, names = self.fields.get(name), published_names(provider_field)
+            if field is not None and names:
+                field.widget = NameSuggestions(names, provider_field, attrs=field.widget.attrs)
 
     def clean(self):
         cleaned = super().clean()

@@ -145,3 +145,14 @@ def test_admin_keeps_a_stored_provider_outside_the_catalogue(client, staff_user)
     assert response.status_code == 302, response.context["adminform"].form.errors
     agent.refresh_from_db()
     assert (agent.first_message, agent.model_provider) == ("Changed", "custom-llm")
+
+
+def test_admin_suggests_the_names_each_provider_publishes(client, staff_user):
+    client.force_login(staff_user)
+    html = client.get(ADD).content.decode()
+    assert 'data-names-from="id_model_provider"' in html and 'data-names-from="id_voice_provider"' in html
+    assert 'id="id_model-names-openai"' in html and '<option value="gpt-4o">' in html
+    assert 'id="id_voice_id-names-deepgram"' in html and '<option value="asteria">' in html
+    assert 'id="id_model-names-openrouter"' not in html  # takes any name
+    assert "agents/provider_names.js" in html
+    assert client.get("/static/agents/provider_names.js").status_code == 200
