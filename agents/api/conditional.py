@@ -25,10 +25,6 @@ class PreconditionFailed(APIException):
     status_code = status.HTTP_412_PRECONDITION_FAILED
     default_code = "precondition_failed"
 
-    def __init__(self, detail: str):
-        # A dict detail is answered as is: {"detail", "code"} like every other error of the API.
-        super().__init__({"detail": detail, "code": self.default_code})
-
 
 def etag(instance) -> str:
     return f'"{instance.version}"'
@@ -64,6 +60,11 @@ class ConditionalWritesMixin:
                 f"{etag(instance)}. Nothing was changed; read it again and reapply your change."
             )
         return instance
+
+    def handle_exception(self, exc):
+        if isinstance(exc, PreconditionFailed):  # answered here, in the API's {"detail", "code"} shape
+            return Response({"detail": str(exc.detail), "code": exc.default_code}, status=exc.status_code)
+        return super().handle_exception(exc)
 
     def retrieve(self, request, *args, **kwargs):
         instance = self.get_object()
