@@ -51,6 +51,10 @@ class PhoneNumber(SyncTrackedModel):
     def __str__(self):
         return self.number or self.sip_uri or f"Phone number {self.pk}"
 
+    # A writer that copies a number exactly as the provider holds it (restoring an imported record,
+    # say) sets this on the instance: save() then stores the number as given, valid E.164 or not.
+    keep_number_as_given = False
+
     @property
     def number_is_e164(self) -> bool:
         """False for a number kept as the provider holds it (not valid E.164, e.g. "1234")."""
@@ -65,6 +69,8 @@ class PhoneNumber(SyncTrackedModel):
         Raises ValidationError otherwise."""
         if not self.number:
             return None
+        if self.keep_number_as_given:
+            return self.number
         try:
             normalized = e164_normalize(self.number)
         except ValidationError:

@@ -164,3 +164,14 @@ def test_an_odd_number_may_be_replaced_by_a_valid_one():
     phone.save()
     phone.refresh_from_db()
     assert phone.number == "+16826269224" and phone.number_is_e164
+
+
+def test_a_writer_copying_from_the_provider_may_keep_any_number():
+    phone = PhoneNumber(number="abc", name="Restored")
+    phone.keep_number_as_given = True
+    phone.save()
+    phone = PhoneNumber.objects.get(pk=phone.pk)
+    assert phone.number == "abc" and not phone.number_is_e164
+    phone.number = "+001234567890"
+    with pytest.raises(ValidationError):  # a fresh instance validates again
+        phone.save()
