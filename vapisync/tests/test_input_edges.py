@@ -127,3 +127,61 @@ def test_create_and_update_answers_show_the_push(emulator, staff_api):
     assert response.json()["sync_status"] == SyncStatus.SYNCED
     assert response["ETag"] == '"2"'
     assert emulator.assistants[body["vapi_assistant_id"]]["firstMessage"] == "Hello"
+
+
+# --- People's writes are optimistic: a real import moving a record on meanwhile ----------------------
+
+
+def writes(emulator) -> int:
+    return sum(n for route, n in emulator.counts.items() if not route.startswith("GET"))
+
+
+@pytest.fixture
+def imported_agent(emulator, vapi_client):
+    assistant = make_assistant(emulator, "Reception")
+    sync_run_start(direction=Direction.IMPORT, trigger=Trigger.CLI, client=vapi_client)
+    return assistant, Agent.objects.get(vapi_assistant_id=assistant["id"])
+
+
+def rename_in_vapi_and_import(emulator, vapi_client, assistant):
+    emulator.edit_assistant(assistant["id"], name="Front desk")
+    sync_run_start(direction=Direction.IMPORT, trigger=Trigger.CLI, client=vapi_client)
+    emulator.reset_counters()
+
+
+def test_stale_admin_form_does_not_revert_an_imported_rename(emulator, vapi_client, imported_agent, client, staff_user):
+    assistant, agent = imported_agent
+    client.force_login(staff_user)
+    url = f"/admin/agents/agent/{agent.pk}/change/"
+    form = client.get(url).context["adminform"].form
+    data = {name: ("" if form[name].value() is None else form[name].value()) for name in form.fields}
+
+    rename_in_vapi_and_import(emulator, vapi_client, assistant)
+    agent.refresh_from_db()
+    assert agent.name == "Front desk" and agent.version > data["seen_version"]
+
+    response = client.post(url, {**data, "first_message": "Welcome!"})  # changed only the first message
+    assert response.status_code == 200
+    assert "Name: your value “Reception” / current value “Front desk”" in response.context["adminform"].form.non_field_errors()
+    agent.refresh_from_db()
+    assert (agent.name, agent.first_message) == ("Front desk", "Hi, this is Reception.")
+    assert emulator.assistants[assistant["id"]]["name"] == "Front desk"
+    assert writes(emulator) == 0
+
+
+def test_if_match_refuses_a_patch_over_an_imported_rename(emulator, vapi_client, imported_agent, staff_api):
+    assistant, agent = imported_agent
+    etag = staff_api.get(f"/api/agents/{agent.pk}/")["ETag"]
+    rename_in_vapi_and_import(emulator, vapi_client, assistant)
+    response = staff_api.put(f"/api/agents/{agent.pk}/", {"name": "Reception", "first_message": "Welcome!"},
+                             format="json", HTTP_IF_MATCH=etag)
+    assert response.status_code == 412 and response.json()["code"] == "precondition_failed"
+    agent.refresh_from_db()
+    assert agent.name == "Front desk"
+    fresh = staff_api.get(f"/api/agents/{agent.pk}/")["ETag"]
+    assert fresh != etag
+    response = staff_api.patch(f"/api/agents/{agent.pk}/", {"first_message": "Welcome!"}, format="json",
+                               HTTP_IF_MATCH=fresh)
+    assert response.status_code == 200
+    agent.refresh_from_db()
+    assert (agent.name, agent.first_message) == ("Front desk", "Welcome!")
