@@ -4,7 +4,8 @@ A person opens an agent; meanwhile an import renames it; the person saves, havin
 first message. Without a check the form would write the old name back (and a sync would push it).
 The form carries the record's version in a hidden field; on save the record is read again, locked
 until the transaction ends, and a different version refuses the form with the admin's own error
-list, naming each field where the form and the stored record now differ. Nothing is written.
+list, naming each field where the form and the stored record now differ. Nothing is written. (A
+form that differs in nothing, such as the same form sent twice, saves: it cannot undo anything.)
 
 The admin runs the whole change view in one transaction, so the check and the write are atomic:
 the re-read takes a row lock (SELECT ... FOR UPDATE) on PostgreSQL, and SQLite's IMMEDIATE
@@ -57,13 +58,15 @@ class VersionCheckedForm(forms.ModelForm):
             self.add_error(None, f"This form does not say which version of the {noun} it was opened on. "
                                  "Nothing was saved: reload the page and make your change again.")
             return
+        differences = list(self._differences(current))
+        if not differences:
+            return  # the record already holds exactly this form's values (e.g. the same form sent twice)
         messages = [
             f"This {noun} was changed (by someone else or by a sync) after you opened this page: "
             f"your form shows version {seen}, it is now at version {current.version}. Nothing was saved. "
             "Reload the page to see the current values, then make your change again."
         ]
-        for label, mine, theirs in self._differences(current):
-            messages.append(f"{label}: your value {mine} / current value {theirs}")
+        messages += [f"{label}: your value {mine} / current value {theirs}" for label, mine, theirs in differences]
         self.add_error(None, messages)
 
     def _differences(self, current):

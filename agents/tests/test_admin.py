@@ -97,9 +97,12 @@ def test_current_form_saves_and_moves_the_version(client, staff_user):
     assert response.status_code == 302
     agent.refresh_from_db()
     assert (agent.first_message, agent.version) == ("Hi there", 2)
-    # The same form posted again is now stale.
+    # The same form posted again (a double click) holds nothing the record does not: accepted.
+    assert client.post(url, {**change_form_data(client, url), "seen_version": 1, "first_message": "Hi there"}).status_code == 302
+    # The old form with another change is stale.
     response = client.post(url, {**change_form_data(client, url), "seen_version": 1, "first_message": "Again"})
     assert response.status_code == 200
+    assert "First message: your value “Again” / current value “Hi there”" in response.context["adminform"].form.non_field_errors()
     agent.refresh_from_db()
     assert agent.first_message == "Hi there"
 
