@@ -176,6 +176,11 @@ SPECTACULAR_SETTINGS = {
 # Region used to read numbers written without a country code ("682-626-9224").
 PHONE_NUMBER_DEFAULT_REGION = env.str("PHONE_NUMBER_DEFAULT_REGION", default="US")
 
+# --- Agents ----------------------------------------------------------------------
+# Where the agents app finds the model and voice providers a person may choose (API and admin):
+# those of the committed Vapi OpenAPI subset. Wiring, not configuration; "" accepts any value.
+AGENT_CATALOGUE = "vapisync.providers.vapi_catalogue"
+
 # --- Vapi ------------------------------------------------------------------------
 # Read at call time through vapisync.conf, never frozen into defaults.
 VAPI_API_KEY = env.str("VAPI_API_KEY", default="")
