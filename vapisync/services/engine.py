@@ -1083,6 +1083,7 @@ class PhoneNumberSync(ResourceSync):
         return phone
 
     def apply_local(self, obj, fields, doc):
+        obj.keep_number_as_given = True  # Vapi's number as Vapi holds it, even where it is not E.164
         for name in ("number", "sip_uri", "name", "provider"):
             if name in fields:
                 setattr(obj, name, fields[name] if name == "number" else (fields[name] or ""))
