@@ -209,6 +209,8 @@ def sync_run_execute(*, run_id: int, client=None, progress=None) -> SyncRun:
         recorder.flush()
         if not run.dry_run:
             lock_release(owner=_owner(run))
+    if progress is not None and hasattr(progress, "state"):
+        run.progress = {**(run.progress or {}), **progress.state}
     run.counts = recorder.counts_json(run.resources or ALL_RESOURCES)
     run.errors = recorder.errors[:1000]
     run.plan = recorder.plan
