@@ -341,7 +341,7 @@ class WebhookEventAdmin(RunSyncPermissionMixin, admin.ModelAdmin):
 
     list_display = ("received_display", "message_type", "state_badge", "assistant_id", "phone_number_id",
                     "duplicates", "processed_display", "error_short")
-    list_filter = ("message_type", ProcessedFilter, ErrorFilter, "received_at")
+    list_filter = ("message_type", ProcessedFilter, ErrorFilter)
     search_fields = ("=assistant_id", "=phone_number_id", "=body_sha256", "error")
     date_hierarchy = "received_at"
     list_per_page = 100

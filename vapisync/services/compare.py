@@ -18,8 +18,9 @@ from vapisync.exceptions import VapiSyncError
 from vapisync.models import Resource, SyncRecord
 
 MASK = "•••••• (hidden)"
-# Key names that carry a credential in Vapi's documents (twilioAuthToken, server.secret, apiKey, ...).
-SECRET_KEY = re.compile(r"secret|credential|token|passw|api_?key|private_?key|authoriz|authentication|bearer|signature",
+# Key names that carry a credential in Vapi's documents (twilioAuthToken, server.secret, apiKey, authPassword),
+# but not counts or references (maxTokens, credentialId).
+SECRET_KEY = re.compile(r"secret|passw|api_?key|private_?key|authoriz|bearer|signature|token$|credential(?!ids?$)",
                         re.IGNORECASE)
 DASHBOARD_URLS = {
     Resource.ASSISTANTS: "https://dashboard.vapi.ai/assistants/{}",
@@ -28,17 +29,19 @@ DASHBOARD_URLS = {
 
 
 def mask_secrets(value: Any) -> Any:
-    """A copy of a JSON document with the value of every secret-looking key masked (flags stay)."""
+    """A copy of a JSON document with the value of every secret-looking key masked. Flags and empty
+    values stay; lists and objects under such a key are masked inside (`credentials[].apiKey`)."""
     if isinstance(value, Mapping):
-        return {
-            key: MASK if SECRET_KEY.search(str(key)) and item not in (None, "", True, False) else mask_secrets(item)
-            for key, item in value.items()
-        }
+        return {key: MASK if _is_secret(key, item) else mask_secrets(item) for key, item in value.items()}
     if isinstance(value, list):
         return [mask_secrets(item) for item in value]
     if isinstance(value, str):
         return redact(value)  # the API key or webhook secret, wherever it was echoed
     return value
+
+
+def _is_secret(key, value) -> bool:
+    return bool(SECRET_KEY.search(str(key))) and not isinstance(value, (Mapping, list, bool)) and value not in (None, "")
 
 
 def dashboard_url(resource: str, vapi_id: str | None) -> str | None:
