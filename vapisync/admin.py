@@ -45,6 +45,14 @@ def local_time(value) -> str:
     return timezone.localtime(value).strftime(SECONDS) if value else "—"
 
 
+def stacked_time(value):
+    """Date over time: narrow enough for list columns."""
+    if not value:
+        return "—"
+    date, _, time = local_time(value).partition(" ")
+    return format_html('<span class="vs-nowrap">{}</span><div class="quiet vs-nowrap">{}</div>', date, time)
+
+
 def json_block(document) -> str:
     return format_html('<pre class="vs-json">{}</pre>', json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True))
 
@@ -625,11 +633,11 @@ class AgentSyncAdmin(SyncActionsMixin, AgentAdmin):
 
     @admin.display(description="Last synced", ordering="last_synced_at")
     def last_synced_display(self, agent):
-        return format_html('<span class="vs-nowrap">{}</span>', local_time(agent.last_synced_at))
+        return stacked_time(agent.last_synced_at)
 
     @admin.display(description="Updated", ordering="updated_at")
     def updated_display(self, agent):
-        return format_html('<span class="vs-nowrap">{}</span>', local_time(agent.updated_at))
+        return stacked_time(agent.updated_at)
 
 
 class PhoneNumberSyncAdmin(SyncActionsMixin, PhoneNumberAdmin):
