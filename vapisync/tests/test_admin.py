@@ -884,3 +884,16 @@ def test_secret_masking_keeps_counts_references_and_flags():
         "model": {"maxTokens": 250}, "credentialId": "cred-1", "credentialIds": ["c"], "isServerUrlSecretSet": True,
         "twilioAuthToken": MASK, "authentication": {"realm": "sip", "authUsername": "u", "authPassword": MASK},
         "server": {"secret": ""}, "headers": {"Authorization": MASK}, "privateKey": MASK, "credential": MASK}
+
+
+def test_a_long_prompt_conflict_is_shown_whole_on_the_page(staff, emulator, settings):
+    settings.VAPI_SYNC_CONFLICT_POLICY = "manual"
+    remote = seed(emulator)
+    import_all(emulator)
+    agent = Agent.objects.get(vapi_assistant_id=remote["id"])
+    Agent.objects.filter(pk=agent.pk).update(system_prompt=LONG_PROMPT + " (here)")
+    emulator.edit_assistant(remote["id"], model={**remote["model"], "messages": [{"role": "system", "content": LONG_PROMPT + " (Vapi)"}]})
+    sync_run_start(direction=Direction.FULL, trigger="cli")
+    html = staff.get(PAGE).content.decode()
+    assert "Conflicts (1)" in html
+    assert LONG_PROMPT + " (here)" in html and LONG_PROMPT + " (Vapi)" in html and 'class="vs-more"' in html
