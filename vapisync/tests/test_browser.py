@@ -183,6 +183,17 @@ def test_agents_list_shows_every_column_at_1440_px(page, staff_user, emulator):
     expect(page.locator("#result_list tbody tr").first).to_contain_text("claude-3-5-sonnet-20241022")
     expect(page.locator("#result_list tbody tr").first).to_contain_text("21m00Tcm4TlvDq8ikWAM")
 
+    # The phone numbers list too.
+    for i in range(3):
+        emulator.add_phone_number(provider="vapi", number=f"+1682626922{i}", name=f"Main line of the northern office {i}",
+                                  assistantId=next(iter(emulator.assistants)))
+    from vapisync.services.runs import sync_run_submit
+
+    sync_run_submit(direction=Direction.IMPORT, resources=["phone_numbers"], trigger="admin", user=staff_user)
+    page.goto("/admin/phonenumbers_app/phonenumber/")
+    expect(page.locator("#result_list thead th").last).to_contain_text("Last synced")
+    assert page.locator("#changelist .results").evaluate("el => el.scrollWidth <= el.clientWidth")
+
 
 def test_long_prompt_change_expands_to_the_whole_text(page, staff_user, emulator):
     from playwright.sync_api import expect
