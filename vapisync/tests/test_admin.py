@@ -897,3 +897,23 @@ def test_a_long_prompt_conflict_is_shown_whole_on_the_page(staff, emulator, sett
     html = staff.get(PAGE).content.decode()
     assert "Conflicts (1)" in html
     assert LONG_PROMPT + " (here)" in html and LONG_PROMPT + " (Vapi)" in html and 'class="vs-more"' in html
+
+
+def test_compare_a_phone_number_shows_its_routing_on_both_sides(staff, emulator, staff_user):
+    from vapisync.services.runs import sync_run_submit
+
+    first = make_assistant(emulator, "First")
+    second = make_assistant(emulator, "Second")
+    phone = emulator.add_phone_number(provider="vapi", number="+16826269224", name="Main line", assistantId=first["id"])
+    sync_run_submit(direction=Direction.IMPORT, trigger="admin", user=staff_user)
+    emulator.edit_phone_number(phone["id"], assistantId=second["id"])
+    emulator.reset_counters()
+    local = PhoneNumber.objects.get()
+
+    html = staff.get(f"{PHONES}{local.pk}/compare-with-vapi/").content.decode()
+
+    assert "Here and Vapi disagree on assistant_id" in html
+    assert first["id"] in html and second["id"] in html
+    assert f'href="https://dashboard.vapi.ai/phone-numbers/{phone["id"]}"' in html
+    assert dict(emulator.counts) == {"GET /phone-number/{id}": 1}
+    assert PhoneNumber.objects.get().agent.vapi_assistant_id == first["id"]  # nothing changed here

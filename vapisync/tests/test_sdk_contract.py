@@ -9,11 +9,10 @@ from __future__ import annotations
 import threading
 
 import pytest
+import vapi  # vapi-server-sdk, from requirements-dev.txt: a missing install fails here, never skips
+from vapi.core.api_error import ApiError
 
 from vapisync.emulator import VapiEmulator, make_server
-
-vapi = pytest.importorskip("vapi", reason="vapi-server-sdk comes with requirements-dev.txt")
-from vapi.core.api_error import ApiError  # noqa: E402
 
 # The SDK itself still reads pydantic v1 attributes; that is its business, not this suite's.
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning:vapi.*")]
