@@ -138,7 +138,10 @@ def run_counts_text(run: SyncRun) -> str:
     parts = []
     for resource in (Resource.ASSISTANTS, Resource.PHONE_NUMBERS):
         if resource in (run.counts or {}):
-            parts.append(f"{RESOURCE_NOUNS[resource][1]}: {counts_text(run.counts[resource], dry_run=run.dry_run)}")
+            text = counts_text(run.counts[resource], dry_run=run.dry_run)
+            if run.status == RunStatus.FAILED and text == "nothing to change":
+                text = "nothing done"  # the run stopped before this resource, it did not find it in sync
+            parts.append(f"{RESOURCE_NOUNS[resource][1]}: {text}")
     return "; ".join(parts) or "nothing to change"
 
 

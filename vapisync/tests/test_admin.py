@@ -917,3 +917,14 @@ def test_compare_a_phone_number_shows_its_routing_on_both_sides(staff, emulator,
     assert f'href="https://dashboard.vapi.ai/phone-numbers/{phone["id"]}"' in html
     assert dict(emulator.counts) == {"GET /phone-number/{id}": 1}
     assert PhoneNumber.objects.get().agent.vapi_assistant_id == first["id"]  # nothing changed here
+
+
+def test_a_failed_run_names_untouched_resources_nothing_done():
+    from vapisync import admin_views as views
+
+    run = SyncRun(direction=Direction.FULL, trigger="cli", status=RunStatus.FAILED,
+                  counts={"assistants": {"failed": 1}, "phone_numbers": {}})
+    assert views.run_counts_text(run) == "agents: 1 failed; phone numbers: nothing done"
+    assert views.run_summary(run) == "1 failed"
+    run.counts = {}
+    assert views.run_counts_text(run) == views.run_summary(run) == "failed before any change"
