@@ -114,12 +114,34 @@ def counts_text(counts: dict, *, dry_run: bool = False, keys=COUNT_KEYS) -> str:
     return ", ".join(parts) if parts else "nothing to change"
 
 
+def run_failed_empty(run: SyncRun) -> bool:
+    """A failed run that counted nothing: "nothing to change" would read as a success."""
+    return run.status == RunStatus.FAILED and not any(counts_total(run.counts).values())
+
+
+FAILED_EMPTY_TEXT = "failed before any change"
+
+
+def run_summary(run: SyncRun) -> str:
+    """The one-line result of a finished run for lists: its totals, or why there are none."""
+    if run.is_active:
+        return "…"
+    if run_failed_empty(run):
+        return FAILED_EMPTY_TEXT
+    return counts_text(counts_total(run.counts), dry_run=run.dry_run)
+
+
 def run_counts_text(run: SyncRun) -> str:
     """Per resource: "agents: 1 created, 2 unchanged; phone numbers: nothing to change"."""
+    if run_failed_empty(run):
+        return FAILED_EMPTY_TEXT
     parts = []
     for resource in (Resource.ASSISTANTS, Resource.PHONE_NUMBERS):
         if resource in (run.counts or {}):
-            parts.append(f"{RESOURCE_NOUNS[resource][1]}: {counts_text(run.counts[resource], dry_run=run.dry_run)}")
+            text = counts_text(run.counts[resource], dry_run=run.dry_run)
+            if run.status == RunStatus.FAILED and text == "nothing to change":
+                text = "nothing done"  # the run stopped before this resource, it did not find it in sync
+            parts.append(f"{RESOURCE_NOUNS[resource][1]}: {text}")
     return "; ".join(parts) or "nothing to change"
 
 
@@ -342,15 +364,31 @@ def _pair(values) -> tuple[str, str]:
 EMPTY = "—"
 
 
+class DiffText(str):
+    """A value shortened for a diff cell (`str` is the short text) that keeps the whole text in `full`,
+    so templates can offer it (a <details> that expands) instead of losing it."""
+
+    full: str
+
+    def __new__(cls, short_text: str, full: str):
+        obj = super().__new__(cls, short_text)
+        obj.full = full
+        return obj
+
+    @property
+    def truncated(self) -> bool:
+        return self.full != str(self)
+
+
 def diff_items(diff: dict | None, limit: int = 8) -> list[tuple[str, str, str]]:
     """(field, old, new) for display, leaving out fields empty on both sides."""
     items = [(field, *_pair(values)) for field, values in sorted((diff or {}).items())]
     return [(f, old, new) for f, old, new in items if not (old == EMPTY and new == EMPTY)][:limit]
 
 
-def short(value, limit: int = 90) -> str:
+def short(value, limit: int = 90) -> DiffText:
     text = EMPTY if value is None or value == "" else str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return DiffText(text if len(text) <= limit else text[: limit - 1] + "…", text)
 
 
 def _deleted_here_still_in_vapi() -> list[dict]:
@@ -380,7 +418,7 @@ def _last_run(status: dict) -> dict | None:
 def _recent_runs(limit: int = 10) -> list[dict]:
     return [
         {"run": run, "what": run_what(run), "badge": run_status_badge(run), "url": run_url(run),
-         "summary": counts_text(counts_total(run.counts), dry_run=run.dry_run) if not run.is_active else "…",
+         "summary": run_summary(run),
          "failed": counts_total(run.counts)["failed"], "duration": duration_text(run),
          "rollback_url": reverse("admin:vapisync_syncrun_rollback", args=[run.pk]) if rollback_possible(run) else None}
         for run in sync_run_list(limit=limit)
@@ -405,7 +443,7 @@ def _run_results(run: SyncRun | None) -> dict | None:
     return {
         "run": run, "what": run_what(run), "badge": run_status_badge(run), "url": run_url(run),
         "summary": run_counts_text(run), "headers": COUNT_KEYS, "rows": rows,
-        "total_summary": counts_text(counts_total(run.counts), dry_run=run.dry_run),
+        "total_summary": run_summary(run),
         "errors": normalized_errors(run.errors)[:20], "more_errors": max(0, len(run.errors or []) - 20),
         "plan": plan[:200], "more_plan": max(0, len(plan) - 200), "duration": duration_text(run),
     }
