@@ -21,6 +21,8 @@ class VapiSettings:
     rate_limit: float
     max_concurrency: int
     webhook_max_bytes: int
+    circuit_breaker_seconds: float = 30.0
+    interactive_timeout: float = 3.0
 
     @property
     def configured(self) -> bool:
@@ -44,4 +46,6 @@ def vapi_settings() -> VapiSettings:
         rate_limit=settings.VAPI_RATE_LIMIT,
         max_concurrency=settings.VAPI_MAX_CONCURRENCY,
         webhook_max_bytes=settings.VAPI_WEBHOOK_MAX_BYTES,
+        circuit_breaker_seconds=getattr(settings, "VAPI_CIRCUIT_BREAKER_SECONDS", 30.0),
+        interactive_timeout=getattr(settings, "VAPI_INTERACTIVE_TIMEOUT", 3.0),
     )
