@@ -253,7 +253,9 @@ def sync_run_execute(*, run_id: int, client=None, progress=None) -> SyncRun:
 
 def _finish(run: SyncRun, status: str, *, message: str = "") -> SyncRun:
     run.status, run.finished_at, run.message = status, timezone.now(), message
-    progress = {k: v for k, v in (run.progress or {}).items() if k != "eta_seconds"}
+    # The row, not this object: progress reports update the row only.
+    saved = SyncRun.objects.filter(pk=run.pk).values_list("progress", flat=True).first()
+    progress = {k: v for k, v in (saved or run.progress or {}).items() if k != "eta_seconds"}
     if progress.get("total") and status != RunStatus.FAILED:
         progress.update(done=progress["total"], percent=100.0)  # the bar ends full, whatever the last report said
     run.progress = {**progress, "phase": "finished"}
