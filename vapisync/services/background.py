@@ -6,9 +6,11 @@ its database connections when it ends. The run's row is all the page and the API
 it (status, progress, heartbeat); the request that started it has long answered 202.
 
 Limits, by design: an in-process run lives as long as its web process. A restart (deploy,
-gunicorn recycling a worker, a crash) stops it mid-way; the reaper (`runs_reap_interrupted`)
-marks it `interrupted` once its lease runs out (VAPI_SYNC_LOCK_TTL) and the next run picks up
-the work, since runs re-read both sides. With CELERY_BROKER_URL set, runs go to the worker.
+gunicorn recycling a worker) stops it mid-way: the exiting process marks it `interrupted` and
+frees the lease, so the next run can start at once. A crash or a SIGKILL leaves no time for
+that: the reaper (`runs_reap_interrupted`) marks the run `interrupted` once its lease runs out
+(VAPI_SYNC_LOCK_TTL). Either way the next run picks up the work, since runs re-read both
+sides. With CELERY_BROKER_URL set, runs go to the worker instead.
 
 VAPI_SYNC_BACKGROUND chooses how:
   "thread"          (default) a daemon thread per run, as above.
@@ -21,6 +23,7 @@ VAPI_SYNC_BACKGROUND chooses how:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from collections.abc import Callable
@@ -34,6 +37,7 @@ logger = logging.getLogger(__name__)
 THREAD, AFTER_RESPONSE = "thread", "after_response"
 
 _threads: dict[str, threading.Thread] = {}
+_run_ids: dict[str, int] = {}  # thread name -> the run it executes
 _threads_lock = threading.Lock()
 _local = threading.local()
 
@@ -49,10 +53,10 @@ def background_run_start(run_id: int, *, client=None) -> None:
     """Execute the run outside this request (see the module docstring)."""
     from vapisync.services.runs import sync_run_execute
 
-    background_call(f"vapisync-run-{run_id}", lambda: sync_run_execute(run_id=run_id, client=client))
+    background_call(f"vapisync-run-{run_id}", lambda: sync_run_execute(run_id=run_id, client=client), run_id=run_id)
 
 
-def background_call(name: str, func: Callable[[], object]) -> None:
+def background_call(name: str, func: Callable[[], object], *, run_id: int | None = None) -> None:
     """Call `func` outside this request: in a thread after commit, or after the response."""
     if background_mode() == AFTER_RESPONSE:
         if getattr(_local, "in_request", False):
@@ -60,7 +64,7 @@ def background_call(name: str, func: Callable[[], object]) -> None:
         else:
             _guarded(name, func)
         return
-    transaction.on_commit(lambda: _spawn(name, func), robust=True)
+    transaction.on_commit(lambda: _spawn(name, func, run_id), robust=True)
 
 
 def background_running() -> list[str]:
@@ -80,7 +84,7 @@ def background_join(timeout: float | None = None) -> bool:
     return not background_running()
 
 
-def _spawn(name: str, func: Callable[[], object]) -> None:
+def _spawn(name: str, func: Callable[[], object], run_id: int | None = None) -> None:
     def target():
         try:
             _guarded(name, func)
@@ -90,11 +94,32 @@ def _spawn(name: str, func: Callable[[], object]) -> None:
             with _threads_lock:
                 if _threads.get(name) is threading.current_thread():
                     del _threads[name]
+                    _run_ids.pop(name, None)
 
     thread = threading.Thread(target=target, name=name, daemon=True)
     with _threads_lock:
         _threads[name] = thread
+        if run_id is not None:
+            _run_ids[name] = run_id
     thread.start()
+
+
+@atexit.register
+def _interrupt_runs_on_exit() -> None:
+    """The process is exiting (a restart, a deploy) with runs still in its threads: daemon threads stop
+    with it, so record them as interrupted and free the lease now rather than after its expiry."""
+    with _threads_lock:
+        stopped = [run_id for name, run_id in _run_ids.items() if _threads.get(name) and _threads[name].is_alive()]
+    if not stopped:
+        return
+    from vapisync.services.runs import sync_run_interrupt
+
+    for run_id in stopped:
+        try:
+            sync_run_interrupt(run_id=run_id, why="a restart or a deploy stopped the web process")
+        except Exception:  # noqa: BLE001 - exiting anyway; the reaper notices it after the lease
+            logger.warning("Could not mark run %s interrupted on exit", run_id, exc_info=True)
+    connections.close_all()
 
 
 def _guarded(name: str, func: Callable[[], object]) -> None:

@@ -92,6 +92,17 @@ def runs_reap_interrupted() -> int:
     return _reap_interrupted_runs(exclude=None)
 
 
+def sync_run_interrupt(*, run_id: int, why: str) -> bool:
+    """Record that the process running `run_id` is stopping it, and free its lease for the next run."""
+    stopped = SyncRun.objects.filter(pk=run_id, status__in=ACTIVE_STATUSES).update(
+        status=RunStatus.INTERRUPTED, finished_at=timezone.now(), message=INTERRUPTED_MESSAGE.format(why=why),
+    )
+    if stopped:
+        lock_release(owner=f"run:{run_id}")
+        logger.warning("Sync run %s interrupted: %s", run_id, why)
+    return bool(stopped)
+
+
 def _reap_interrupted_runs(*, exclude: int | None) -> int:
     """A real run is dead when it no longer holds the sync lease (expired: no heartbeat within
     VAPI_SYNC_LOCK_TTL, or passed on); a dry run, which holds no lease, when its heartbeat is as old."""

@@ -89,7 +89,7 @@ def web(served_emulator, tmp_path):
         ALLOWED_HOSTS="127.0.0.1", SECURE_SSL_REDIRECT="false", SECURE_HSTS_SECONDS="0",
         STATICFILES_BACKEND="django.contrib.staticfiles.storage.StaticFilesStorage", WHITENOISE_USE_FINDERS="true",
         DATABASE_URL=_database_url(), CELERY_BROKER_URL="", VAPI_API_KEY=API_KEY, VAPI_BASE_URL=vapi_url,
-        VAPI_RATE_LIMIT="0", VAPI_MAX_CONCURRENCY="1", VAPI_SYNC_LOCK_TTL=str(LEASE_SECONDS),
+        VAPI_RATE_LIMIT="0", VAPI_MAX_CONCURRENCY="1", VAPI_SYNC_LOCK_TTL=os.environ.get("TEST_LEASE", str(LEASE_SECONDS)),
         PORT=str(port), WEB_CONCURRENCY="1", PATH=f"{bin_dir}:{env.get('PATH', '')}", PYTHONUNBUFFERED="1",
     )
     log = open(tmp_path / "web.log", "wb")
@@ -160,3 +160,40 @@ def test_web_process_killed_mid_run_leaves_an_interrupted_run_and_the_next_run_f
     markers = [doc["metadata"][mapping.MARKER_KEY] for doc in emulator.assistants.values()]
     assert sorted(markers) == sorted(str(a.uuid) for a in agents)
     assert Agent.objects.filter(vapi_assistant_id__isnull=True).count() == 0
+
+
+@pytest.fixture
+def long_lease(monkeypatch):
+    monkeypatch.setenv("TEST_LEASE", "600")
+
+
+def test_web_process_stopped_for_a_deploy_leaves_no_run_running(long_lease, served_emulator, web, staff_user, settings):
+    """SIGTERM (a restart, a deploy): the exiting process lets the Vapi requests already handed out
+    finish, records its run as ended (finished, or interrupted when more was left) and frees the lease,
+    so the next run starts at once instead of after the 10-minute lease."""
+    from rest_framework.authtoken.models import Token
+
+    emulator, vapi_url = served_emulator
+    base, process = web
+    settings.VAPI_BASE_URL, settings.VAPI_API_KEY = vapi_url, API_KEY
+    agents = Agent.objects.bulk_create([Agent(name=f"Agent {i:02d}") for i in range(AGENTS)])
+    emulator.latency_ms = 100
+    token = Token.objects.create(user=staff_user).key
+    response = requests.post(f"{base}/api/vapi-sync/agents/to-vapi", json={}, timeout=10,
+                             headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 202, response.text[:500]
+    run_id = response.json()["id"]
+    assert wait_until(lambda: emulator.counts["POST /assistant"] >= 5, timeout=30)
+
+    process.send_signal(signal.SIGTERM)  # gunicorn's graceful stop
+    process.wait(timeout=60)
+
+    run = SyncRun.objects.get(pk=run_id)
+    assert run.status != RunStatus.RUNNING and run.finished_at  # nothing waits for the lease to expire
+    if run.status == RunStatus.INTERRUPTED:
+        assert "restart or a deploy" in run.message
+    after = sync_run_start(direction=Direction.EXPORT, resources=["assistants"], trigger="admin",
+                           client=VapiClient(api_key=API_KEY, base_url=vapi_url))
+    assert after.status == RunStatus.SUCCEEDED, after.errors
+    assert len(emulator.assistants) == AGENTS
+    assert sorted(d["metadata"][mapping.MARKER_KEY] for d in emulator.assistants.values()) == sorted(str(a.uuid) for a in agents)
