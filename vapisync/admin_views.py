@@ -495,9 +495,7 @@ def sync_run_view(model_admin, request):
         report_error(request, exc)
         return HttpResponseRedirect(page_url())
     report_run(request, run)
-    if run.is_active:
-        return HttpResponseRedirect(f"{page_url()}#progress")
-    return HttpResponseRedirect(f"{page_url()}?run={run.pk}#results")
+    return HttpResponseRedirect(f"{page_url()}?run={run.pk}#{'progress' if run.is_active else 'results'}")
 
 
 def status_check_view(model_admin, request):

@@ -263,17 +263,21 @@ def sync_run_execute(*, run_id: int, client=None, progress=None) -> SyncRun:
 
 
 def _finish(run: SyncRun, status: str, *, message: str = "") -> SyncRun:
-    run.status, run.finished_at, run.message = status, timezone.now(), message
+    from vapisync.services.status import status_snapshot_after_run, status_snapshot_wanted_after
+
+    run.status, run.message = status, message
     # The row, not this object: progress reports update the row only.
     saved = SyncRun.objects.filter(pk=run.pk).values_list("progress", flat=True).first()
     progress = {k: v for k, v in (saved or run.progress or {}).items() if k != "eta_seconds"}
     if progress.get("total") and status != RunStatus.FAILED:
         progress.update(done=progress["total"], percent=100.0)  # the bar ends full, whatever the last report said
+    if status_snapshot_wanted_after(run):
+        # Before the run shows as finished, so the page that then reloads shows the status it left.
+        SyncRun.objects.filter(pk=run.pk).update(progress={**progress, "phase": "comparing with Vapi"})
+        status_snapshot_after_run(run)
+    run.finished_at = timezone.now()
     run.progress = {**progress, "phase": "finished"}
     run.save()
-    from vapisync.services.status import status_snapshot_after_run
-
-    status_snapshot_after_run(run)
     return run
 
 

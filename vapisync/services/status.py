@@ -93,11 +93,21 @@ def status_snapshot_error(message: str) -> SyncStatusSnapshot:
 
 
 def status_snapshot_after_run(run: SyncRun) -> None:
-    """Called when a run finishes: refresh the stored status after a run that read all of Vapi.
+    """Called as a run finishes (its outcome known, not yet saved): refresh the stored status after a
+    run that read all of Vapi, so whoever sees the run finished also sees the status it left.
 
     Automatic runs (a saved record, a webhook, delta imports) touch a few records and are frequent;
     they leave the snapshot as it is rather than list all of Vapi each time. Never raises."""
-    if (
+    if not status_snapshot_wanted_after(run):
+        return
+    try:
+        status_snapshot_refresh(source="run", run=run)
+    except Exception:  # noqa: BLE001 - the run is recorded; a stale status is shown with its age
+        logger.warning("Refreshing the sync status after run %s failed", run.pk, exc_info=True)
+
+
+def status_snapshot_wanted_after(run: SyncRun) -> bool:
+    return not (
         run.dry_run
         or run.status in (RunStatus.FAILED, RunStatus.INTERRUPTED)
         or run.direction not in _REFRESH_AFTER
@@ -105,9 +115,4 @@ def status_snapshot_after_run(run: SyncRun) -> None:
         or run.delta
         or any((run.selection or {}).get("local_ids", {}).values())
         or any((run.selection or {}).get("vapi_ids", {}).values())
-    ):
-        return
-    try:
-        status_snapshot_refresh(source="run", run=run)
-    except Exception:  # noqa: BLE001 - the run is recorded; a stale status is shown with its age
-        logger.warning("Refreshing the sync status after run %s failed", run.pk, exc_info=True)
+    )

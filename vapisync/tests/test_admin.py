@@ -162,7 +162,7 @@ def test_full_synchronization_button_runs_and_reports(staff, emulator, staff_use
     response = staff.post(RUN, {"operation": "full"})
 
     run = SyncRun.objects.get()
-    assert response.status_code == 302 and response["Location"] == f"{PAGE}#progress"
+    assert response.status_code == 302 and response["Location"] == f"{PAGE}?run={run.pk}#progress"
     assert_started_in_background(response, run)
     run.refresh_from_db()
     assert (run.direction, run.trigger, run.user, run.status) == (Direction.FULL, "admin", staff_user, RunStatus.SUCCEEDED)

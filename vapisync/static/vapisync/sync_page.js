@@ -151,7 +151,14 @@
 
     function follow(main, box, id) {
         followRun(box, runUrl(main, id), function (run) {
-            window.location.assign(run.page_url + "#results");
+            const target = new URL(run.page_url + "#results", window.location.href);
+            if (target.pathname + target.search === window.location.pathname + window.location.search) {
+                // Already on the run's page (a button lands on ?run=<id>#progress): only a reload shows its results.
+                window.history.replaceState(null, "", target.href);
+                window.location.reload();
+            } else {
+                window.location.assign(target.href);
+            }
         });
     }
 
