@@ -64,7 +64,7 @@ MESSAGE_LEVEL = {
     RunStatus.FAILED: messages.ERROR,
     RunStatus.INTERRUPTED: messages.WARNING,
 }
-CHECK_MIN_INTERVAL = 10  # seconds between two "Check now" comparisons with Vapi (per site)
+CHECK_MIN_INTERVAL = 10  # seconds between two "Check now" comparisons with Vapi (per cache)
 
 
 # --- Shared formatting ---------------------------------------------------------------

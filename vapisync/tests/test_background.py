@@ -21,7 +21,7 @@ from vapisync.models import Direction, RunStatus, SyncLock, SyncRun, SyncStatusS
 from vapisync.services.background import background_join, background_running
 from vapisync.services.runs import runs_reap_interrupted, sync_run_create, sync_run_execute, sync_run_start
 
-from .conftest import API_KEY, make_assistant
+from .conftest import make_assistant
 
 pytestmark = pytest.mark.django_db
 
