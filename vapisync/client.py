@@ -277,7 +277,7 @@ class CircuitBreaker:
         self.reset()
 
     def reset(self) -> None:
-        with getattr(self, "_lock", threading.Lock()):
+        with self._lock:
             self._consecutive = 0
             self._open_until = 0.0
             self.last_error: str = ""
