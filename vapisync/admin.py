@@ -103,6 +103,7 @@ class SyncPageAdmin(RunSyncPermissionMixin, admin.ModelAdmin):
             path("run/", _wrap(self, views.sync_run_view, methods=("POST",)), name=f"{name}_run"),
             path("resolve/", _wrap(self, views.conflict_resolve_view, methods=("POST",)), name=f"{name}_resolve"),
             path("delete-in-vapi/", _wrap(self, views.delete_in_vapi_view, methods=("GET", "HEAD", "POST")), name=f"{name}_delete_in_vapi"),
+            path("check/", _wrap(self, views.status_check_view, methods=("POST",)), name=f"{name}_check"),
             path("status.json", _wrap(self, views.status_json_view), name=f"{name}_status_json"),
             path("runs/active.json", _wrap(self, views.active_run_json_view), name=f"{name}_active_json"),
             path("runs/<int:run_id>.json", _wrap(self, views.run_json_view), name=f"{name}_run_json"),

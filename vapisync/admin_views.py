@@ -56,12 +56,15 @@ RUN_STATUS_LEVEL = {
     RunStatus.SUCCEEDED: "ok",
     RunStatus.PARTIAL: "warn",
     RunStatus.FAILED: "err",
+    RunStatus.INTERRUPTED: "warn",
 }
 MESSAGE_LEVEL = {
     RunStatus.SUCCEEDED: messages.SUCCESS,
     RunStatus.PARTIAL: messages.WARNING,
     RunStatus.FAILED: messages.ERROR,
+    RunStatus.INTERRUPTED: messages.WARNING,
 }
+CHECK_MIN_INTERVAL = 10  # seconds between two "Check now" comparisons with Vapi (per cache)
 
 
 # --- Shared formatting ---------------------------------------------------------------
@@ -169,7 +172,8 @@ def report_run(request, run: SyncRun) -> None:
     what = run_what(run)
     if run.is_active:
         messages.info(request, format_html(
-            "{} was queued as {}: its progress shows on the Vapi Sync page.", what, link))
+            "{} started as {}; it runs in the background, its progress shows below. You may leave this page.",
+            what, link))
         return
     level = MESSAGE_LEVEL.get(run.status, messages.INFO)
     totals = counts_total(run.counts)
@@ -288,8 +292,11 @@ BEST_PRACTICES = (
 
 
 def _status_safely() -> dict:
-    """sync_status_get() lists Vapi; whatever goes wrong, the page still renders."""
+    """The stored status with live database counts (no Vapi request); whatever goes wrong, the page renders."""
+    from vapisync.services.runs import runs_reap_interrupted
+
     try:
+        runs_reap_interrupted()
         return sync_status_get()
     except Exception as exc:  # noqa: BLE001 - shown as a banner, never a 500
         logger.exception("Vapi Sync page: reading the sync status failed")
@@ -297,8 +304,20 @@ def _status_safely() -> dict:
             status = sync_status_get(check_remote=False)
         except Exception:  # noqa: BLE001
             status = {"configured": vapi_settings().configured, "in_sync": None, "last_run": None, "active_run": None}
-        status["vapi_error"] = f"Could not compare with Vapi ({type(exc).__name__}); the counts below are local only."
+        status["vapi_error"] = f"Could not read the sync status ({type(exc).__name__}); the counts below are local only."
         return status
+
+
+def _snapshot_context(status: dict) -> dict:
+    """When Vapi was last compared, for the page: its age, and whether it is out of date."""
+    snapshot = status.get("snapshot") or {}
+    return {
+        "checked_at": snapshot.get("computed_at"),
+        "checked_fresh": bool(snapshot.get("fresh")),
+        "checked_by_run": snapshot.get("run_id") if snapshot.get("source") == "run" else None,
+        "vapi_error_at": status.get("vapi_error_at"),
+        "vapi_last_ok_at": status.get("vapi_last_ok_at"),
+    }
 
 
 def _changelist(resource: str, **filters) -> str:
@@ -473,6 +492,8 @@ def sync_page_view(model_admin, request, extra_context=None):
         "can_run": can_run,
         "buttons_enabled": enabled,
         "vapi_error": status.get("vapi_error"),
+        **_snapshot_context(status),
+        "check_url": reverse("admin:vapisync_sync_check"),
         "status": status,
         "last_run": _last_run(status),
         "cards": _status_cards(status),
@@ -512,7 +533,28 @@ def sync_run_view(model_admin, request):
         report_error(request, exc)
         return HttpResponseRedirect(page_url())
     report_run(request, run)
-    return HttpResponseRedirect(f"{page_url()}?run={run.pk}#results")
+    return HttpResponseRedirect(f"{page_url()}?run={run.pk}#{'progress' if run.is_active else 'results'}")
+
+
+def status_check_view(model_admin, request):
+    """"Check now": compare with Vapi now (a few seconds at most) and store it; back to the page."""
+    _require_run_permission(request)
+    from django.core.cache import cache
+
+    from vapisync.services.status import status_snapshot_refresh
+
+    if not vapi_settings().configured:
+        messages.error(request, "Vapi is not configured: set VAPI_API_KEY.")
+        return HttpResponseRedirect(page_url())
+    if not cache.add("vapisync:status-check", True, CHECK_MIN_INTERVAL):
+        messages.info(request, "Checked moments ago; the figures below are current.")
+        return HttpResponseRedirect(f"{page_url()}#status")
+    snapshot = status_snapshot_refresh(interactive=True)
+    if snapshot.vapi_error and (not snapshot.computed_at or snapshot.vapi_error_at >= snapshot.computed_at):
+        messages.error(request, f"Could not compare with Vapi: {snapshot.vapi_error}")
+    else:
+        messages.success(request, "Compared with Vapi just now.")
+    return HttpResponseRedirect(f"{page_url()}#status")
 
 
 def conflict_resolve_view(model_admin, request):
@@ -571,7 +613,7 @@ def delete_in_vapi_view(model_admin, request):
 
 
 def status_json_view(model_admin, request):
-    """The status the page shows; `?remote=0` skips listing Vapi (cheap, for frequent polls)."""
+    """The status the page shows (stored Vapi side, live database counts); `?remote=0` leaves Vapi out."""
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
     if request.GET.get("remote") == "0":
@@ -584,6 +626,9 @@ def status_json_view(model_admin, request):
 def active_run_json_view(model_admin, request):
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
+    from vapisync.services.runs import runs_reap_interrupted
+
+    runs_reap_interrupted()
     run = SyncRun.objects.filter(status__in=ACTIVE_STATUSES).order_by("-id").first()
     return JsonResponse({"run": run_json(run) if run else None})
 
@@ -594,6 +639,11 @@ def run_json_view(model_admin, request, run_id: int):
     run = sync_run_get(run_id=run_id)
     if run is None:
         return JsonResponse({"error": f"There is no sync run {run_id}."}, status=404)
+    if run.is_active:
+        from vapisync.services.runs import runs_reap_interrupted
+
+        if runs_reap_interrupted():  # a page following a run whose process died sees it end
+            run = sync_run_get(run_id=run_id)
     return JsonResponse(run_json(run))
 
 

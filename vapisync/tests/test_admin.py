@@ -59,6 +59,13 @@ def select(action, *objs, **extra):
     return {"action": action, "_selected_action": [o.pk for o in objs], **extra}
 
 
+def assert_started_in_background(response, run):
+    """A real run answers at once (it ran after the response here): one message linking the run."""
+    level, text = message_list(response)[-1]
+    assert level == levels.INFO and "runs in the background" in text, text
+    assert f'href="/admin/vapisync/syncrun/{run.pk}/change/"' in text
+
+
 # --- The page ----------------------------------------------------------------------------------
 
 
@@ -72,6 +79,7 @@ def test_page_is_linked_from_admin_index_and_sidebar(staff):
 def test_page_shows_counts_on_both_sides(staff, emulator):
     seed(emulator)
     Agent.objects.create(name="Local only")
+    staff.post(PAGE + "check/")  # compare with Vapi now and store it; the page then reads that
 
     response = staff.get(PAGE)
 
@@ -154,15 +162,15 @@ def test_full_synchronization_button_runs_and_reports(staff, emulator, staff_use
     response = staff.post(RUN, {"operation": "full"})
 
     run = SyncRun.objects.get()
-    assert response.status_code == 302 and response["Location"] == f"{PAGE}?run={run.pk}#results"
+    assert response.status_code == 302 and response["Location"] == f"{PAGE}?run={run.pk}#progress"
+    assert_started_in_background(response, run)
+    run.refresh_from_db()
     assert (run.direction, run.trigger, run.user, run.status) == (Direction.FULL, "admin", staff_user, RunStatus.SUCCEEDED)
     assert Agent.objects.count() == 3 and PhoneNumber.objects.get().agent.vapi_assistant_id == support["id"]
     assert len(emulator.assistants) == 3  # "Made here" was created in Vapi
-    [(level, text)] = message_list(response)
-    assert level == levels.SUCCESS and "Full synchronization finished" in text and "agents: 3 created" in text
-    assert f'href="/admin/vapisync/syncrun/{run.pk}/change/"' in text
+    assert run.progress["phase"] == "finished"
 
-    page = staff.get(response["Location"])
+    page = staff.get(f"{PAGE}?run={run.pk}")
     assert page.context["results"]["run"] == run
     html = page.content.decode()
     assert "Results: Full synchronization" in html and f'data-run-id="{run.pk}"' in html
@@ -226,6 +234,8 @@ def test_second_run_while_one_runs_is_refused_with_a_link(staff, emulator):
 
 def test_json_endpoints(staff, emulator):
     seed(emulator)
+    assert staff.get(PAGE + "status.json").json()["agents"]["vapi"] is None  # never compared yet
+    staff.post(PAGE + "check/")
     status = staff.get(PAGE + "status.json").json()
     assert status["agents"]["vapi"] == 2 and status["configured"] is True
     local = staff.get(PAGE + "status.json", {"remote": "0"}).json()
@@ -276,8 +286,10 @@ def test_push_action_asks_for_confirmation_then_pushes(staff, emulator):
     assert other.vapi_assistant_id is None and len(emulator.assistants) == 1
     run = SyncRun.objects.get()
     assert (run.direction, run.trigger, run.selection["local_ids"]) == (Direction.EXPORT, "admin", {"assistants": [agent.pk]})
-    [(level, text)] = message_list(done)
-    assert level == levels.SUCCESS and "Export of 1 selected agent to Vapi finished" in text and "1 created" in text
+    assert_started_in_background(done, run)
+    assert "Export of 1 selected agent to Vapi" in message_list(done)[0][1]
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED and run.counts["assistants"]["created"] == 1
 
 
 def test_refresh_action_pulls_the_vapi_version(staff, emulator):
@@ -293,8 +305,9 @@ def test_refresh_action_pulls_the_vapi_version(staff, emulator):
     agent.refresh_from_db()
     assert agent.name == "Support (edited in Vapi)"
     assert Agent.objects.get(name="Sales").vapi_assistant_id  # untouched, still linked
-    [(level, text)] = message_list(done)
-    assert level == levels.SUCCESS and "1 updated" in text
+    run = SyncRun.objects.first()
+    assert_started_in_background(done, run)
+    assert run.counts["assistants"]["updated"] == 1
 
 
 def test_push_confirmation_says_agents_deleted_in_vapi_are_recreated(staff, emulator):
@@ -354,7 +367,8 @@ def test_phone_number_actions(staff, emulator):
     PhoneNumber.objects.filter(pk=phone.pk).update(name="Renamed here")
     done = staff.post(PHONES, select("push_to_vapi", phone, post="yes"))
     assert emulator.phone_numbers[phone.vapi_phone_id]["name"] == "Renamed here"
-    assert message_list(done)[0][0] == levels.SUCCESS
+    assert_started_in_background(done, SyncRun.objects.first())
+    assert SyncRun.objects.first().status == RunStatus.SUCCEEDED
 
 
 def test_partial_failure_is_a_warning_with_the_error(staff, emulator):
@@ -366,9 +380,9 @@ def test_partial_failure_is_a_warning_with_the_error(staff, emulator):
 
     run = SyncRun.objects.get()
     assert run.status == RunStatus.PARTIAL
-    [(level, text)] = message_list(done)
-    assert level == levels.WARNING and "partly failed" in text and "1 item(s) failed" in text
-    assert f"/admin/vapisync/syncrun/{run.pk}/change/" in text
+    assert_started_in_background(done, run)
+    page = staff.get(f"{PAGE}?run={run.pk}").content.decode()
+    assert "Partly failed" in page and "Bad" in page
 
 
 def test_failed_run_is_an_error_message(staff, emulator, fast_failures):
@@ -380,8 +394,7 @@ def test_failed_run_is_an_error_message(staff, emulator, fast_failures):
     assert done.status_code == 302
     run = SyncRun.objects.get()
     assert run.status in (RunStatus.FAILED, RunStatus.PARTIAL) and run.counts["assistants"]["failed"] == 1
-    [(level, text)] = message_list(done)
-    assert level == levels.ERROR and "failed" in text and f"run {run.pk}</a>" in text
+    assert_started_in_background(done, run)
 
 
 def test_refresh_while_vapi_is_down_is_an_error_message(staff, emulator, fast_failures):
@@ -393,8 +406,7 @@ def test_refresh_while_vapi_is_down_is_an_error_message(staff, emulator, fast_fa
     done = staff.post(AGENTS, select("refresh_from_vapi", agent, post="yes"))
 
     assert SyncRun.objects.first().status == RunStatus.FAILED
-    [(level, text)] = message_list(done)
-    assert level == levels.ERROR and "failed" in text
+    assert_started_in_background(done, SyncRun.objects.first())
 
 
 def test_changelists_show_coloured_sync_status(staff, emulator):
@@ -573,15 +585,19 @@ def test_no_500_when_vapi_is_down(staff, emulator, fast_failures):
     emulator.down = True
 
     page = staff.get(PAGE)
-    assert page.status_code == 200
-    assert "Vapi could not be reached." in page.content.decode()
+    assert page.status_code == 200 and emulator.counts == {}  # the page reads the stored status
     assert page.context["cards"][0]["vapi"] is None
+
+    checked = staff.post(PAGE + "check/", follow=True)
+    assert checked.status_code == 200
+    html = checked.content.decode()
+    assert "Vapi could not be reached." in html and "503" in html and "Last successful contact: never" in html
+    assert any(m.level == levels.ERROR for m in checked.context["messages"])
 
     posted = staff.post(RUN, {"operation": "full"}, follow=True)
     assert posted.status_code == 200
     run = SyncRun.objects.get()
     assert run.status == RunStatus.FAILED
-    assert any(m.level == levels.ERROR for m in posted.context["messages"])
     assert staff.get(PAGE + "status.json").status_code == 200
     assert staff.get(f"/admin/vapisync/syncrun/{run.pk}/change/").status_code == 200
     assert staff.post(PAGE + "resolve/", {"resource": "assistants", "local_id": Agent.objects.get().pk,
@@ -600,7 +616,7 @@ def test_page_survives_an_unexpected_error_in_the_status(staff, emulator, monkey
 
     monkeypatch.setattr(views, "sync_status_get", broken)
     response = staff.get(PAGE)
-    assert response.status_code == 200 and "Could not compare with Vapi (RuntimeError)" in response.content.decode()
+    assert response.status_code == 200 and "Could not read the sync status (RuntimeError)" in response.content.decode()
 
 
 def test_api_key_is_never_rendered(staff, emulator, settings):

@@ -45,6 +45,8 @@ def page(browser, live_server, settings):
     # Plain-HTTP live server: cookies must not require HTTPS.
     settings.SESSION_COOKIE_SECURE = False
     settings.CSRF_COOKIE_SECURE = False
+    # Runs in a background thread of the server, as in production without a broker.
+    settings.VAPI_SYNC_BACKGROUND = "thread"
     context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=live_server.url)
     context.set_default_timeout(20_000)
     tab = context.new_page()
@@ -52,6 +54,9 @@ def page(browser, live_server, settings):
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
     yield tab
     context.close()
+    from vapisync.services.background import background_join
+
+    assert background_join(timeout=60)
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
@@ -78,12 +83,16 @@ def test_full_synchronization_from_the_vapi_sync_page(page, staff_user, emulator
     page.locator('#content-main tr.model-sync a[href="/admin/vapisync/sync/"]').first.click()
     page.wait_for_url("**/admin/vapisync/sync/")
     expect(page.locator("h1")).to_have_text("Vapi Sync")
+    expect(page.locator("#vs-checked")).to_contain_text("Not compared with Vapi yet")
+    page.get_by_role("button", name="Check now").click()  # compares and stores; the page reads that
+    expect(page.locator(".messagelist .success")).to_contain_text("Compared with Vapi just now")
+    expect(page.locator("#vs-checked")).to_contain_text("Compared with Vapi")
     agents_card = page.locator("#card-agents")
     expect(agents_card.locator("[data-count=database]")).to_have_text("1")
     expect(agents_card.locator("[data-count=vapi]")).to_have_text("3")
     expect(page.locator("#status .vs-overall")).to_contain_text("Out of sync")
 
-    # Slow Vapi down, so the page's live progress polls (runs/active.json) see the run while it works.
+    # Slow Vapi down, so the page's live progress polls (runs/<id>.json) see the run while it works.
     import vapisync.admin_views as views
 
     polled = []
@@ -91,14 +100,16 @@ def test_full_synchronization_from_the_vapi_sync_page(page, staff_user, emulator
     monkeypatch.setattr(views, "run_json", lambda run: polled.append(real_run_json(run)) or polled[-1])
     emulator.latency_ms = 700
     page.get_by_role("button", name="Full Synchronization").click(no_wait_after=True)
-    page.wait_for_url(re.compile(r".*/admin/vapisync/sync/\?run=\d+#results$"))
+    page.wait_for_url(re.compile(r".*/admin/vapisync/sync/\?run=\d+#progress$"))  # the request did not wait for the run
+    expect(page.locator(".messagelist .info")).to_contain_text("runs in the background")
+    page.wait_for_url(re.compile(r".*/admin/vapisync/sync/\?run=\d+#results$"), timeout=60_000)
     emulator.latency_ms = 0
 
     run = SyncRun.objects.get(direction=Direction.FULL)
     assert run.status == RunStatus.SUCCEEDED and run.trigger == "admin"
     assert any(p["id"] == run.pk and p["active"] for p in polled), polled
-    expect(page.locator(".messagelist .success")).to_contain_text("Full synchronization finished")
     results = page.locator("#results")
+    expect(results).to_contain_text("Succeeded")
     expect(results).to_contain_text(f"Results: Full synchronization (run {run.pk})")
     expect(results).to_contain_text("agents: 2 created, 1 unchanged; phone numbers: 2 created")
     history_row = page.locator(f"#history tr[data-run-id='{run.pk}']")
@@ -142,7 +153,7 @@ def test_push_one_agent_from_the_change_list(page, staff_user, emulator, setting
     assert emulator.write_attempts == 0  # the confirmation step changed nothing
     page.get_by_role("button", name="Yes, push to Vapi").click()
 
-    expect(page.locator(".messagelist .success")).to_contain_text("Export of 1 selected agent to Vapi finished")
+    expect(page.locator(".messagelist .info")).to_contain_text("Export of 1 selected agent to Vapi started")
     agent.refresh_from_db()
     assert agent.vapi_assistant_id in emulator.assistants
     assert emulator.assistants[agent.vapi_assistant_id]["name"] == "Reception"
