@@ -575,8 +575,10 @@ class ResourceSync:
                           local_id=pair.local.pk if pair.local is not None and pair.local.pk else None,
                           vapi_id=pair.remote["id"] if pair.remote else None, label=label, error=_error_text(exc))
         if pair.local is not None and pair.local.pk:
-            self.model.objects.filter(pk=pair.local.pk, version=write.seen_version).update(
-                sync_status=SyncStatus.ERROR, sync_error=_error_text(exc)[:2000])
+            with transaction.atomic():
+                self.lease.check_in_transaction()
+                self.model.objects.filter(pk=pair.local.pk, version=write.seen_version).update(
+                    sync_status=SyncStatus.ERROR, sync_error=_error_text(exc)[:2000])
 
     def _create_locals(self, batch: list[PlannedWrite]) -> list:
         objs = []
@@ -760,8 +762,10 @@ class ResourceSync:
         if isinstance(exc, LeaseLost):
             return  # nothing was sent: the record stays as it is for the next run
         # Only over the version the plan saw: a fix saved meanwhile stays pending and is pushed.
-        self.model.objects.filter(pk=pair.local.pk, version=write.seen_version).update(
-            sync_status=SyncStatus.ERROR, sync_error=message[:2000])
+        with transaction.atomic():
+            self.lease.check_in_transaction()
+            self.model.objects.filter(pk=pair.local.pk, version=write.seen_version).update(
+                sync_status=SyncStatus.ERROR, sync_error=message[:2000])
 
     def _finish_remote_batch(self, finished: list) -> None:
         with transaction.atomic(), sync_writes():
