@@ -12,7 +12,7 @@ from phonenumbers_app.models import PhoneNumber
 from vapisync.conf import vapi_settings
 from vapisync.exceptions import VapiSyncError
 from vapisync.models import ACTIVE_STATUSES, Resource, SyncRecord, SyncRun
-from vapisync.services.engine import RESOURCE_ORDER
+from vapisync.resources import RESOURCE_ORDER
 
 _MODELS = {Resource.ASSISTANTS: Agent, Resource.PHONE_NUMBERS: PhoneNumber}
 _PUBLIC_NAMES = {Resource.ASSISTANTS: "agents", Resource.PHONE_NUMBERS: "phone_numbers"}

@@ -12,7 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from vapisync.models import Resource, RunStatus, SyncChange, SyncRun
-from vapisync.services.engine import COUNT_KEYS
+from vapisync.services.history import COUNT_KEYS
 
 MAX_IDS = 1000
 MAX_LOCAL_ID = 2**63 - 1  # a bigint primary key: larger numbers cannot name a record

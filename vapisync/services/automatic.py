@@ -51,7 +51,8 @@ from vapisync.conf import vapi_settings
 from vapisync.context import sync_writes
 from vapisync.exceptions import SyncAlreadyRunning, VapiError
 from vapisync.models import Direction, Resource, RunStatus, SyncRecord, SyncRun, Trigger, WebhookEvent
-from vapisync.services.engine import RESOURCE_ORDER, RESOURCE_SYNCS, RunOptions
+from vapisync.services.plan import RunOptions
+from vapisync.services.resource_syncs import RESOURCE_ORDER, RESOURCE_SYNCS
 from vapisync.services.runs import broker_configured, sync_client, sync_run_create, sync_run_execute, sync_run_start
 
 logger = logging.getLogger(__name__)

@@ -28,195 +28,30 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections import Counter, defaultdict
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from agents.models import Agent, SyncStatus
-from phonenumbers_app.e164 import e164_normalize
-from phonenumbers_app.models import PhoneNumber
+from agents.models import SyncStatus
 from vapisync import mapping
 from vapisync.context import sync_writes
-from vapisync.drift import Drift, baseline_after, drift_compute
-from vapisync.exceptions import VapiError, VapiNotFound, VapiSyncError, VapiUnavailable
-from vapisync.models import ChangeAction, DeletedMarker, Resource, Side, SyncChange, SyncCursor, SyncRecord, SyncRun
+from vapisync.drift import baseline_after, drift_compute
+from vapisync.exceptions import VapiError, VapiNotFound
+from vapisync.models import ChangeAction, Side, SyncCursor, SyncRecord
+from vapisync.services.history import BATCH_SIZE, Recorder, error_text
 from vapisync.services.locks import LeaseLost
+from vapisync.services.plan import ACTION_OF_WRITE, Pair, Plan, PlannedWrite, RunOptions, Write
 from vapisync.services.seams import seam
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 500
 REMOTE_CHUNK = 25  # Vapi writes between two freshness checks of Vapi (about a second at 20/s)
-REMOTE_RECHECK_SECONDS = 1.0  # a listing younger than this is fresh enough to PATCH from
 TICK_SECONDS = 1.0  # how often the main thread renews the lease while writes are in flight
-COUNT_KEYS = ("created", "updated", "unchanged", "deleted", "conflicts", "failed", "skipped")
-_COUNT_OF_ACTION = {
-    ChangeAction.CREATE: "created",
-    ChangeAction.UPDATE: "updated",
-    ChangeAction.LINK: "updated",
-    ChangeAction.DELETE: "deleted",
-    ChangeAction.MARK_DELETED: "deleted",
-    ChangeAction.CONFLICT: "conflicts",
-    ChangeAction.ERROR: "failed",
-    ChangeAction.SKIP: "skipped",
-}
 CHANGED_MEANWHILE = "Changed here while this run was working (version {seen} -> {now}); not overwritten. " \
                     "The newer edit is kept and settled by the next sync."
 DELETED_MEANWHILE = "Deleted here while this run was working; nothing written to it."
-
-
-class Unfenced:
-    """The lease of a run that writes nothing (dry runs, previews): every check passes."""
-
-    def tick(self) -> None:
-        pass
-
-    def check(self) -> None:
-        pass
-
-    def check_in_transaction(self) -> None:
-        pass
-
-    def alive(self) -> bool:
-        return True
-
-
-# --- Run context and history recorder ------------------------------------------------
-
-
-@dataclass
-class RunOptions:
-    pull: bool  # remote changes may be written locally
-    push: bool  # local changes may be written to Vapi
-    dry_run: bool
-    policy: str
-    delta: bool = False
-    delete_remote: bool = False  # delete assistants of locally deleted agents
-    recreate_deleted: bool = False  # a person explicitly pushed records deleted in Vapi: create them again
-    local_ids: dict = field(default_factory=dict)  # resource -> [pk]
-    vapi_ids: dict = field(default_factory=dict)  # resource -> [vapi id]
-    uncertain: bool = False  # an earlier push may have half-happened: creates look for their marker first
-    lease: Any = field(default_factory=Unfenced)
-    recheck_seconds: float = REMOTE_RECHECK_SECONDS
-
-    def selected(self, resource: str) -> bool:
-        return bool(self.local_ids.get(resource) or self.vapi_ids.get(resource))
-
-
-class Recorder:
-    """Collects a run's changes, counts and errors; writes history rows in bulk."""
-
-    def __init__(self, run: SyncRun, *, dry_run: bool):
-        self.run = run
-        self.dry_run = dry_run
-        self.counts: dict[str, Counter] = defaultdict(Counter)  # resource -> action count
-        self.errors: list[dict] = []
-        self.plan: list[dict] = []
-        self._pending: list[SyncChange] = []
-
-    def unchanged(self, resource: str, n: int = 1) -> None:
-        self.counts[resource]["unchanged"] += n
-
-    def add(self, resource, action, *, side="", local_id=None, vapi_id=None, label="", before=None, after=None,
-            diff=None, reason="", error="", retryable=False) -> None:
-        self.counts[resource][_COUNT_OF_ACTION[action]] += 1
-        if error:
-            # `retryable`: the same request may succeed later (outage, rate limit), unlike a rejected payload.
-            self.errors.append(
-                {"resource": resource, "label": label, "local_id": local_id, "vapi_id": vapi_id, "message": error,
-                 "retryable": retryable}
-            )
-        if self.dry_run:
-            self.plan.append(
-                {"resource": resource, "action": action, "side": side, "local_id": local_id, "vapi_id": vapi_id,
-                 "label": label, "diff": diff or {}, "reason": reason or error}
-            )
-            return
-        self._pending.append(
-            SyncChange(run=self.run, resource=resource, action=action, side=side, local_id=local_id, vapi_id=vapi_id,
-                       label=label[:255], before=before, after=after, diff=diff or {}, reason=reason, error=error)
-        )
-        if len(self._pending) >= BATCH_SIZE:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._pending:
-            SyncChange.objects.bulk_create(self._pending, batch_size=BATCH_SIZE)
-            self._pending = []
-
-    def counts_json(self, resources) -> dict:
-        return {r: {k: self.counts[r][k] for k in COUNT_KEYS} for r in resources}
-
-
-def _error_text(exc: Exception) -> str:
-    if isinstance(exc, (VapiSyncError, ValueError, LeaseLost)):
-        return str(exc)
-    if isinstance(exc, DatabaseError):
-        return f"Database error, this record was not changed: {exc}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-# --- The plan -----------------------------------------------------------------------------
-
-
-@dataclass
-class Pair:
-    local: Any | None
-    remote: dict | None
-    record: SyncRecord | None
-    remote_gone: bool = False  # Vapi answered 404 / a complete listing lacks it
-    drift: Drift | None = None
-    local_fields: dict | None = None
-    remote_fields: dict | None = None
-    seen_version: int | None = None  # the local record's version when it was read
-
-
-class Write:
-    """Kinds of planned writes."""
-
-    CREATE = "create"
-    UPDATE = "update"
-    MARK_DELETED = "mark_deleted"
-    REBASELINE = "rebaseline"  # both sides agree: record them as the new baseline
-    STATUS = "status"  # bookkeeping only: the record's sync status and message
-
-
-_ACTION_OF_WRITE = {Write.CREATE: ChangeAction.CREATE, Write.UPDATE: ChangeAction.UPDATE,
-                    Write.MARK_DELETED: ChangeAction.MARK_DELETED}
-
-
-@dataclass(eq=False)
-class PlannedWrite:
-    """One write the plan decided, with what the plan saw, so that the write can check it still holds."""
-
-    kind: str
-    side: str  # Side.LOCAL or Side.VAPI
-    pair: Pair
-    fields: dict = field(default_factory=dict)
-    status: tuple[str, str] | None = None  # (sync_status, message) for Write.STATUS
-    seen_version: int | None = None
-    seen_remote_at: str | None = None
-
-    @classmethod
-    def of(cls, kind: str, side: str, pair: Pair, fields: dict | None = None, status=None) -> PlannedWrite:
-        return cls(kind=kind, side=side, pair=pair, fields=dict(fields or {}), status=status,
-                   seen_version=pair.seen_version, seen_remote_at=(pair.remote or {}).get("updatedAt"))
-
-
-@dataclass
-class Plan:
-    local: list[PlannedWrite] = field(default_factory=list)
-    remote: list[PlannedWrite] = field(default_factory=list)
-    bookkeeping: list[PlannedWrite] = field(default_factory=list)
-
-    @property
-    def writes(self) -> int:
-        return len(self.local) + len(self.remote)
 
 
 def _newest(docs) -> str:
@@ -224,7 +59,8 @@ def _newest(docs) -> str:
 
 
 class ResourceSync:
-    """Shared algorithm; subclasses say how one resource maps and is fetched."""
+    """The algorithm, the same for every resource; a subclass says how its resource is listed,
+    matched and written in Vapi (vapisync.services.resource_syncs), its mapper how it translates."""
 
     resource: str
     model: type
@@ -245,21 +81,24 @@ class ResourceSync:
         self.remote_anchor = ""  # newest Vapi updatedAt seen: what changed after it is news
         self.remote_window = 0.0
 
-    # -- hooks ------------------------------------------------------------------------
+    # -- what each resource says (vapisync.services.resource_syncs) ---------------------
+    def new_mapper(self): raise NotImplementedError
     def list_remote(self, updated_since): raise NotImplementedError
     def get_remote(self, vapi_id): raise NotImplementedError
-    def remote_fields(self, doc): raise NotImplementedError
-    def local_fields(self, obj): raise NotImplementedError
     def secondary_key_of_doc(self, doc): return None
     def secondary_key_of_local(self, obj): return None
-    def label_of(self, obj=None, doc=None): raise NotImplementedError
-    def new_local(self, doc, fields): raise NotImplementedError
-    def apply_local(self, obj, fields, doc): raise NotImplementedError
     def push(self, pair: Pair, fields: dict) -> dict: raise NotImplementedError
     def create_remote(self, pair: Pair) -> dict | None: raise NotImplementedError
-    def prepare(self): pass
+    def prepare(self): self.mapper = self.new_mapper()
     def after_local_creates(self, pairs: list[Pair]) -> None: pass
-    def local_state(self, obj) -> dict: return {}  # extra fields shown in a local change's diff
+
+    # -- translation: the resource's mapper (vapisync.resources) --------------------------
+    def local_fields(self, obj): return self.mapper.local_fields(obj)
+    def remote_fields(self, doc): return self.mapper.remote_fields(doc)
+    def label_of(self, obj=None, doc=None): return self.mapper.label(obj, doc)
+    def new_local(self, doc, fields): return self.mapper.new_local(doc, fields)
+    def apply_local(self, obj, fields, doc): return self.mapper.apply_local(obj, fields, doc)
+    def local_state(self, obj) -> dict: return self.mapper.local_state(obj)
 
     # -- fetch --------------------------------------------------------------------------
     def fetch(self) -> tuple[list[dict], set[str], bool]:
@@ -530,7 +369,7 @@ class ResourceSync:
             else:
                 current = pair.local_fields if write.side == Side.LOCAL else pair.remote_fields
             self.recorder.add(
-                self.resource, _ACTION_OF_WRITE[write.kind], side=write.side,
+                self.resource, ACTION_OF_WRITE[write.kind], side=write.side,
                 local_id=pair.local.pk if pair.local is not None else None,
                 vapi_id=pair.remote["id"] if pair.remote else None, label=self.label_of(pair.local, pair.remote),
                 diff=mapping.diff(current or {}, {**(current or {}), **(fields or {})}),
@@ -591,12 +430,12 @@ class ResourceSync:
         label = self.label_of(pair.local, pair.remote)
         self.recorder.add(self.resource, ChangeAction.ERROR, side=Side.LOCAL,
                           local_id=pair.local.pk if pair.local is not None and pair.local.pk else None,
-                          vapi_id=pair.remote["id"] if pair.remote else None, label=label, error=_error_text(exc))
+                          vapi_id=pair.remote["id"] if pair.remote else None, label=label, error=error_text(exc))
         if pair.local is not None and pair.local.pk:
             with transaction.atomic():
                 self.lease.check_in_transaction()
                 self.model.objects.filter(pk=pair.local.pk, version=write.seen_version).update(
-                    sync_status=SyncStatus.ERROR, sync_error=_error_text(exc)[:2000])
+                    sync_status=SyncStatus.ERROR, sync_error=error_text(exc)[:2000])
 
     def _create_locals(self, batch: list[PlannedWrite]) -> list:
         objs = []
@@ -772,7 +611,7 @@ class ResourceSync:
 
     def _fail_remote(self, write: PlannedWrite, exc: Exception) -> None:
         pair, kind = write.pair, write.kind
-        message = _error_text(exc)
+        message = error_text(exc)
         self.recorder.add(self.resource, ChangeAction.ERROR, side=Side.VAPI, local_id=pair.local.pk,
                           vapi_id=pair.remote["id"] if pair.remote else None, label=self.label_of(pair.local, pair.remote),
                           error=message, reason=f"{kind} in Vapi failed",
@@ -933,252 +772,3 @@ class ResourceSync:
         if complete:
             cursor.last_full_listing_at = self.now
         cursor.save()
-
-
-# --- Assistants <-> agents ---------------------------------------------------------------
-
-CLOCK_SKEW = timedelta(minutes=5)  # between this machine and Vapi, when asking what was created since
-
-
-
-class AssistantSync(ResourceSync):
-    resource = Resource.ASSISTANTS
-    model = Agent
-    vapi_id_field = "vapi_assistant_id"
-    local_update_fields = mapping.ASSISTANT_FIELDS
-
-    def prepare(self):
-        self.earlier_creates: dict[str, dict] = {}
-
-    def list_remote(self, updated_since):
-        return self.client.iter_assistants(updated_since=updated_since)
-
-    def get_remote(self, vapi_id):
-        return self.client.get_assistant(vapi_id)
-
-    def remote_fields(self, doc):
-        return mapping.assistant_fields(doc)
-
-    def local_fields(self, obj):
-        return mapping.agent_fields(obj)
-
-    def secondary_key_of_doc(self, doc):
-        return str((doc.get("metadata") or {}).get(mapping.MARKER_KEY) or "") or None
-
-    def secondary_key_of_local(self, obj):
-        return str(obj.uuid)
-
-    def secondary_filter(self, qs, keys):
-        return qs.filter(uuid__in=keys)
-
-    def label_of(self, obj=None, doc=None):
-        if obj is not None:
-            return obj.name
-        return (doc or {}).get("name") or (doc or {}).get("id") or ""
-
-    def new_local(self, doc, fields):
-        agent = Agent(vapi_assistant_id=doc["id"])
-        self.apply_local(agent, fields, doc)
-        return agent
-
-    def apply_local(self, obj, fields, doc):
-        for name, value in fields.items():
-            if name == "name":
-                value = (value or "")[:40]
-            setattr(obj, name, value or "")
-        obj.vapi_assistant_id = doc["id"]
-
-    def create_remote(self, pair: Pair) -> dict:
-        agent = pair.local
-        found = self.earlier_creates.get(str(agent.uuid))
-        if found is not None:
-            return found  # an earlier create whose answer was lost made it: adopt it
-        payload = mapping.assistant_create_payload(pair.local_fields, marker=str(agent.uuid))
-        sent_at = timezone.now()
-        try:
-            return self.client.create_assistant(payload)
-        except VapiUnavailable as exc:
-            if not exc.maybe_applied:
-                raise
-            # The create may have reached Vapi: adopt the copy carrying our marker, if any.
-            found = self.client.find_assistant_by_metadata(mapping.MARKER_KEY, str(agent.uuid), created_since=sent_at)
-            if found is None:
-                raise
-            return found
-
-    def _look_for_earlier_creates(self, creates):
-        """A run that has not seen Vapi's full list since the last uncertain moment (a selective
-        push, a lease taken over, an earlier push that did not finish) looks for copies carrying
-        the markers of the agents it is about to create: one listing of what was created since the
-        oldest of them, instead of a second assistant each."""
-        since = min(w.pair.local.created_at for w in creates) - CLOCK_SKEW
-        wanted = {str(w.pair.local.uuid) for w in creates}
-        for doc in self.client.iter_assistants(created_since=since):
-            marker = str((doc.get("metadata") or {}).get(mapping.MARKER_KEY) or "")
-            if marker in wanted:
-                self.earlier_creates[marker] = doc
-
-    def load_deleted_markers(self, docs, by_secondary, records):
-        unmatched = {}
-        for doc in docs:
-            marker = self.secondary_key_of_doc(doc)
-            if marker and marker not in by_secondary and doc["id"] not in records:
-                unmatched[marker] = doc
-        self.deleted_markers = dict(
-            DeletedMarker.objects.filter(marker__in=list(unmatched)).values_list("marker", "local_id")) if unmatched else {}
-
-    def deleted_before_linked(self, doc):
-        marker = self.secondary_key_of_doc(doc)
-        local_id = self.deleted_markers.get(marker) if marker else None
-        if local_id is None:
-            return None
-        # Its agent was deleted while a create of it was unrecorded: "deleted here, still in Vapi".
-        return SyncRecord(resource=self.resource, vapi_id=doc["id"], local_id=local_id, baseline={}, remote=doc,
-                          remote_updated_at=mapping.remote_updated_at(doc), local_deleted_at=self.now)
-
-    def after_local_creates(self, pairs):
-        """Numbers imported before their assistant wait with its Vapi id: link them now, in this run."""
-        by_vapi_id = {p.remote["id"]: p.local.pk for p in pairs if p.remote is not None}
-        if not by_vapi_id:
-            return
-        waiting = list(PhoneNumber.objects.select_for_update().filter(
-            vapi_assistant_id__in=list(by_vapi_id), agent__isnull=True))
-        for phone in waiting:
-            agent_id = by_vapi_id[phone.vapi_assistant_id]
-            # A bookkeeping-free content write: moves the version, so a person's stale copy cannot undo it.
-            if PhoneNumber.objects.filter(pk=phone.pk, version=phone.version).update(
-                    agent_id=agent_id, version=phone.version + 1):
-                self.recorder.add(
-                    Resource.PHONE_NUMBERS, ChangeAction.UPDATE, side=Side.LOCAL, local_id=phone.pk,
-                    vapi_id=phone.vapi_phone_id, label=str(phone),
-                    before={"local": {"agent": None}}, after={"local": {"agent": agent_id}, "version": phone.version + 1},
-                    diff={"agent": [None, agent_id]},
-                    reason=f"Linked to the agent imported for assistant {phone.vapi_assistant_id}.",
-                )
-
-    def push(self, pair: Pair, fields: dict) -> dict | None:
-        body = mapping.assistant_update_payload(fields, pair.remote)
-        if not body:
-            return pair.remote
-        return self.client.update_assistant(pair.remote["id"], body)
-
-
-# --- Phone numbers ----------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=65536)  # a run compares each number several times
-def _normalize_or_keep(number: str) -> str:
-    try:
-        return e164_normalize(number)
-    except Exception:  # a number we cannot parse is compared as Vapi wrote it
-        return number
-
-
-class PhoneNumberSync(ResourceSync):
-    resource = Resource.PHONE_NUMBERS
-    model = PhoneNumber
-    vapi_id_field = "vapi_phone_id"
-    local_update_fields = ("number", "sip_uri", "name", "provider", "agent", "vapi_assistant_id")
-    can_create_remote = False  # numbers are bought or imported in Vapi's dashboard
-
-    def prepare(self):
-        # Vapi assistant id <-> local agent, read once per run (after assistants were synced).
-        self.agent_by_vapi_id = dict(
-            Agent.objects.exclude(vapi_assistant_id__isnull=True).values_list("vapi_assistant_id", "pk")
-        )
-        self.vapi_id_by_agent = {pk: vapi_id for vapi_id, pk in self.agent_by_vapi_id.items()}
-
-    def list_remote(self, updated_since):
-        return self.client.iter_phone_numbers(updated_since=updated_since)
-
-    def get_remote(self, vapi_id):
-        return self.client.get_phone_number(vapi_id)
-
-    def remote_fields(self, doc):
-        return mapping.phone_fields(doc, normalize_number=_normalize_or_keep)
-
-    def local_assistant_id(self, obj) -> str | None:
-        # With an agent, route to its assistant; without one, keep the assignment Vapi
-        # reported (it may name an assistant not imported yet). A person changing the
-        # agent resets vapi_assistant_id (see vapisync.signals), so None means unassigned.
-        if obj.agent_id:
-            return self.vapi_id_by_agent.get(obj.agent_id)
-        return obj.vapi_assistant_id or None
-
-    def local_fields(self, obj):
-        return mapping.phone_local_fields(obj, assistant_id=self.local_assistant_id(obj))
-
-    def secondary_key_of_doc(self, doc):
-        return _normalize_or_keep(doc["number"]) if doc.get("number") else None
-
-    def secondary_key_of_local(self, obj):
-        return obj.number or None
-
-    def secondary_filter(self, qs, keys):
-        return qs.filter(number__in=keys)
-
-    def label_of(self, obj=None, doc=None):
-        if obj is not None:
-            return str(obj)
-        doc = doc or {}
-        return doc.get("number") or doc.get("sipUri") or doc.get("name") or doc.get("id") or ""
-
-    def new_local(self, doc, fields):
-        phone = PhoneNumber()
-        self.apply_local(phone, fields, doc)
-        return phone
-
-    def apply_local(self, obj, fields, doc):
-        obj.keep_number_as_given = True  # Vapi's number as Vapi holds it, even where it is not E.164
-        for name in ("number", "sip_uri", "name", "provider"):
-            if name in fields:
-                setattr(obj, name, fields[name] if name == "number" else (fields[name] or ""))
-        if "name" in fields:
-            obj.name = (obj.name or "")[:40]
-        if "assistant_id" in fields:
-            obj.vapi_assistant_id = fields["assistant_id"]
-            obj.agent_id = self.agent_by_vapi_id.get(fields["assistant_id"]) if fields["assistant_id"] else None
-        obj.vapi_phone_id = doc["id"]
-
-    def local_state(self, obj) -> dict:
-        return {"agent": obj.agent_id}
-
-    def route(self, pair, plan):
-        # An assistantId naming an assistant imported since: link the agent now.
-        if pair.local is not None and pair.remote is not None and self.options.pull and not pair.local.agent_id:
-            assistant_id = pair.local.vapi_assistant_id
-            if assistant_id and assistant_id in self.agent_by_vapi_id and pair.drift and pair.drift.clean:
-                plan.local.append(PlannedWrite.of(Write.UPDATE, Side.LOCAL, pair, {"assistant_id": assistant_id}))
-                return
-        if pair.local is not None and pair.remote is None and not pair.remote_gone:
-            self.recorder.add(
-                self.resource, ChangeAction.SKIP, local_id=pair.local.pk, label=self.label_of(pair.local),
-                reason="Not in Vapi: buy or import this number in Vapi's dashboard, then run an import to link it.",
-            )
-            return
-        super().route(pair, plan)
-
-    def create_remote(self, pair):  # never reached: numbers are bought in Vapi's dashboard
-        return None
-
-    def push(self, pair: Pair, fields: dict) -> dict | None:
-        fixed = sorted(set(fields) - set(mapping.PHONE_PUSHABLE))
-        if fixed:
-            raise ValueError(
-                f"{', '.join(fixed)} cannot be changed through Vapi's API; change it in Vapi's dashboard "
-                "or revert it here, then sync again."
-            )
-        if "assistant_id" in fields and fields["assistant_id"] is None and pair.local.agent_id:
-            # Its agent has no assistant yet: pushing null would stop the number answering calls.
-            # (No database access here: pushes run in the client's worker threads.)
-            raise ValueError(
-                f"Its agent (id {pair.local.agent_id}) is not in Vapi yet; export agents first (a full sync does both)."
-            )
-        body = mapping.phone_update_payload(fields, pair.remote)
-        if not body:
-            return pair.remote
-        return self.client.update_phone_number(pair.remote["id"], body)
-
-
-RESOURCE_SYNCS = {Resource.ASSISTANTS: AssistantSync, Resource.PHONE_NUMBERS: PhoneNumberSync}
-RESOURCE_ORDER = (Resource.ASSISTANTS, Resource.PHONE_NUMBERS)

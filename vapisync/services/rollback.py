@@ -23,7 +23,9 @@ from vapisync import mapping
 from vapisync.context import sync_writes
 from vapisync.exceptions import RollbackNotPossible, VapiError, VapiNotFound
 from vapisync.models import ChangeAction, Direction, Resource, RunStatus, Side, SyncChange, SyncRecord, SyncRun
-from vapisync.services.engine import RESOURCE_SYNCS, Recorder, RunOptions, Unfenced
+from vapisync.services.history import Recorder
+from vapisync.services.plan import RunOptions, Unfenced
+from vapisync.services.resource_syncs import RESOURCE_SYNCS
 from vapisync.services.seams import seam
 
 

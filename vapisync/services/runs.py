@@ -14,7 +14,9 @@ from django.utils import timezone
 from vapisync.conf import vapi_settings
 from vapisync.exceptions import SyncAlreadyRunning, VapiError, VapiNotConfigured, VapiSyncError
 from vapisync.models import ACTIVE_STATUSES, ChangeAction, Direction, Resource, RunStatus, Side, SyncRecord, SyncRun, Trigger
-from vapisync.services.engine import RESOURCE_ORDER, RESOURCE_SYNCS, Recorder, RunOptions, Unfenced
+from vapisync.services.history import Recorder
+from vapisync.services.plan import RunOptions, Unfenced
+from vapisync.services.resource_syncs import RESOURCE_ORDER, RESOURCE_SYNCS
 from vapisync.services.locks import Lease, LeaseLost, lock_holder, lock_release, lock_take, lock_ttl
 
 logger = logging.getLogger(__name__)

@@ -46,7 +46,9 @@ def status_snapshot_refresh(*, client=None, interactive: bool = False, source: s
     only VapiNotConfigured."""
     if not vapi_settings().configured:
         raise VapiNotConfigured()
-    from vapisync.services.engine import RESOURCE_ORDER, RESOURCE_SYNCS, Recorder, RunOptions
+    from vapisync.services.history import Recorder
+    from vapisync.services.plan import RunOptions
+    from vapisync.services.resource_syncs import RESOURCE_ORDER, RESOURCE_SYNCS
     from vapisync.services.runs import sync_client
 
     resources = {}

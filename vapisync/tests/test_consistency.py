@@ -13,7 +13,9 @@ from agents.models import Agent, SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapisync.exceptions import RollbackNotPossible
 from vapisync.models import ChangeAction, Direction, Resource, RunStatus, SyncChange, SyncLock, SyncRecord, SyncRun
-from vapisync.services.engine import AssistantSync, Recorder, RunOptions
+from vapisync.services.history import Recorder
+from vapisync.services.plan import RunOptions
+from vapisync.services.resource_syncs import AssistantSync
 from vapisync.services.locks import Lease, LeaseLost, lock_take
 from vapisync.services.rollback import sync_run_rollback
 from vapisync.services.runs import assistants_delete_remote, sync_run_start

@@ -1,0 +1,78 @@
+"""A run's history as it happens: counts per resource, errors, and one `SyncChange` row per record
+changed (or, in a dry run, planned), written in bulk."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from django.db import DatabaseError
+
+from vapisync.exceptions import VapiSyncError
+from vapisync.models import ChangeAction, SyncChange, SyncRun
+from vapisync.services.locks import LeaseLost
+
+BATCH_SIZE = 500
+COUNT_KEYS = ("created", "updated", "unchanged", "deleted", "conflicts", "failed", "skipped")
+_COUNT_OF_ACTION = {
+    ChangeAction.CREATE: "created",
+    ChangeAction.UPDATE: "updated",
+    ChangeAction.LINK: "updated",
+    ChangeAction.DELETE: "deleted",
+    ChangeAction.MARK_DELETED: "deleted",
+    ChangeAction.CONFLICT: "conflicts",
+    ChangeAction.ERROR: "failed",
+    ChangeAction.SKIP: "skipped",
+}
+
+
+class Recorder:
+    """Collects a run's changes, counts and errors; writes history rows in bulk."""
+
+    def __init__(self, run: SyncRun, *, dry_run: bool):
+        self.run = run
+        self.dry_run = dry_run
+        self.counts: dict[str, Counter] = defaultdict(Counter)  # resource -> action count
+        self.errors: list[dict] = []
+        self.plan: list[dict] = []
+        self._pending: list[SyncChange] = []
+
+    def unchanged(self, resource: str, n: int = 1) -> None:
+        self.counts[resource]["unchanged"] += n
+
+    def add(self, resource, action, *, side="", local_id=None, vapi_id=None, label="", before=None, after=None,
+            diff=None, reason="", error="", retryable=False) -> None:
+        self.counts[resource][_COUNT_OF_ACTION[action]] += 1
+        if error:
+            # `retryable`: the same request may succeed later (outage, rate limit), unlike a rejected payload.
+            self.errors.append(
+                {"resource": resource, "label": label, "local_id": local_id, "vapi_id": vapi_id, "message": error,
+                 "retryable": retryable}
+            )
+        if self.dry_run:
+            self.plan.append(
+                {"resource": resource, "action": action, "side": side, "local_id": local_id, "vapi_id": vapi_id,
+                 "label": label, "diff": diff or {}, "reason": reason or error}
+            )
+            return
+        self._pending.append(
+            SyncChange(run=self.run, resource=resource, action=action, side=side, local_id=local_id, vapi_id=vapi_id,
+                       label=label[:255], before=before, after=after, diff=diff or {}, reason=reason, error=error)
+        )
+        if len(self._pending) >= BATCH_SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            SyncChange.objects.bulk_create(self._pending, batch_size=BATCH_SIZE)
+            self._pending = []
+
+    def counts_json(self, resources) -> dict:
+        return {r: {k: self.counts[r][k] for k in COUNT_KEYS} for r in resources}
+
+
+def error_text(exc: Exception) -> str:
+    if isinstance(exc, (VapiSyncError, ValueError, LeaseLost)):
+        return str(exc)
+    if isinstance(exc, DatabaseError):
+        return f"Database error, this record was not changed: {exc}"
+    return f"{type(exc).__name__}: {exc}"
