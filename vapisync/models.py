@@ -78,7 +78,6 @@ class SyncRun(models.Model):
 class ChangeAction(models.TextChoices):
     CREATE = "create", "Create"
     UPDATE = "update", "Update"
-    LINK = "link", "Link"
     DELETE = "delete", "Delete"
     MARK_DELETED = "mark_deleted", "Mark deleted in Vapi"
     CONFLICT = "conflict", "Conflict"
@@ -128,7 +127,6 @@ class SyncRecord(models.Model):
     vapi_id = models.CharField(max_length=100)
     local_id = models.BigIntegerField(null=True, blank=True)
     baseline = models.JSONField(default=dict, help_text="Canonical mapped fields at the last sync.")
-    baseline_hash = models.CharField(max_length=64, blank=True, default="")
     remote = models.JSONField(default=dict, help_text="The full Vapi document last seen.")
     remote_updated_at = models.DateTimeField(null=True, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
@@ -176,7 +174,6 @@ class SyncCursor(models.Model):
 
     resource = models.CharField(max_length=20, choices=Resource.choices, unique=True)
     updated_since = models.DateTimeField(null=True, blank=True)
-    last_full_listing_at = models.DateTimeField(null=True, blank=True)
 
 
 class WebhookEvent(models.Model):

@@ -470,7 +470,7 @@ def _adopt(agent: Agent, doc: dict) -> None:
             SyncRecord.objects.update_or_create(
                 resource=Resource.ASSISTANTS, vapi_id=doc["id"],
                 defaults={
-                    "local_id": agent.pk, "baseline": fields, "baseline_hash": mapping.fields_hash(fields), "remote": doc,
+                    "local_id": agent.pk, "baseline": fields, "remote": doc,
                     "remote_updated_at": mapping.remote_updated_at(doc), "synced_at": timezone.now(),
                     "local_deleted_at": None, "remote_deleted_at": None,
                 },

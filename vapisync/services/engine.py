@@ -257,7 +257,7 @@ class ResourceSync:
             if self.remote_window:
                 self.progress(remote_window_seconds=round(self.remote_window, 3))
             if complete or self.options.delta:
-                self.advance_cursor(newest, complete)
+                self.advance_cursor(newest)
         self.recorder.flush()
 
     def _advance(self, n: int = 1) -> None:
@@ -693,7 +693,6 @@ class ResourceSync:
         record.vapi_id = pair.remote["id"]
         record.local_id = pair.local.pk
         record.baseline = baseline_after(local_fields, remote_fields, previous)
-        record.baseline_hash = mapping.fields_hash(record.baseline)
         record.remote = pair.remote
         record.remote_updated_at = mapping.remote_updated_at(pair.remote)
         record.synced_at = self.now
@@ -709,7 +708,7 @@ class ResourceSync:
             SyncRecord.objects.bulk_create(new, batch_size=BATCH_SIZE)
         if old:
             SyncRecord.objects.bulk_update(
-                old, ["vapi_id", "local_id", "baseline", "baseline_hash", "remote", "remote_updated_at", "synced_at",
+                old, ["vapi_id", "local_id", "baseline", "remote", "remote_updated_at", "synced_at",
                       "local_deleted_at", "remote_deleted_at"], batch_size=BATCH_SIZE,
             )
 
@@ -764,11 +763,9 @@ class ResourceSync:
                     status_changes, [self.vapi_id_field, "sync_status", "sync_error", "last_synced_at"], batch_size=BATCH_SIZE
                 )
 
-    def advance_cursor(self, newest: str, complete: bool) -> None:
+    def advance_cursor(self, newest: str) -> None:
         cursor, _ = SyncCursor.objects.get_or_create(resource=self.resource)
         newest_at = mapping.remote_updated_at({"updatedAt": newest}) if newest else None
         if newest_at and (cursor.updated_since is None or newest_at > cursor.updated_since):
             cursor.updated_since = newest_at
-        if complete:
-            cursor.last_full_listing_at = self.now
         cursor.save()

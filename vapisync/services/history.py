@@ -16,7 +16,6 @@ COUNT_KEYS = ("created", "updated", "unchanged", "deleted", "conflicts", "failed
 _COUNT_OF_ACTION = {
     ChangeAction.CREATE: "created",
     ChangeAction.UPDATE: "updated",
-    ChangeAction.LINK: "updated",
     ChangeAction.DELETE: "deleted",
     ChangeAction.MARK_DELETED: "deleted",
     ChangeAction.CONFLICT: "conflicts",

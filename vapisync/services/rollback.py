@@ -341,7 +341,6 @@ class _Undo:
                 SyncRecord.objects.update_or_create(
                     resource=change.resource, vapi_id=remote["id"],
                     defaults={"local_id": locked.pk, "baseline": local_after if in_sync else local_before,
-                              "baseline_hash": mapping.fields_hash(local_after if in_sync else local_before),
                               "remote": remote, "remote_updated_at": mapping.remote_updated_at(remote),
                               "synced_at": self.now, "local_deleted_at": None, "remote_deleted_at": None})
         if locked.version != version_before:
