@@ -248,10 +248,17 @@ def test_run_sync_permission_without_staff_may_trigger(emulator, runner_api):
     assert runner_api.get(BASE + "runs/").json()["count"] == 1
 
 
-def test_staff_without_permissions_may_trigger(emulator):
+def test_staff_without_run_sync_may_not_start_or_delete_anything(emulator):
+    """One rule (vapisync.permissions): staff status alone neither reads nor starts the sync."""
+    remote = make_assistant(emulator, "Orphan")
     client = _bearer(_user("ops", is_staff=True))
-    assert post(client, "full", {"dry_run": True}).status_code == 200
-    assert client.get(BASE + "status").status_code == 200
+    for method, path, _ in TRIGGERS:
+        body = {"vapi_ids": [remote["id"]]} if path == "assistants/delete-in-vapi" else {}
+        response = post(client, path, body)
+        assert response.status_code == 403, path
+        assert response.json()["code"] == "permission_denied" and "vapisync.run_sync" in response.json()["detail"]
+    assert client.get(BASE + "status").status_code == 403
+    assert not SyncRun.objects.exists() and remote["id"] in emulator.assistants
 
 
 def test_session_login_works_and_needs_csrf_for_posts(emulator, staff_user):
