@@ -6,4 +6,4 @@ class VapiSyncConfig(AppConfig):
     verbose_name = "Vapi Sync"
 
     def ready(self):
-        from . import checks, signals  # noqa: F401  (register system checks and receivers)
+        from . import actor, checks, signals  # noqa: F401  (register system checks and receivers)

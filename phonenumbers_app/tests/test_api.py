@@ -239,6 +239,8 @@ def test_bad_input_is_a_400_with_field_errors(staff_api, payload, field, fragmen
     response = staff_api.post(LIST, payload, format="json")
     assert response.status_code == 400, response.content
     body = response.json()
+    assert body["code"] == "invalid" and body["detail"].startswith("Invalid request: "), body
+    body = body["errors"]
     assert field in body, body
     assert fragment in " ".join(body[field]), body
     assert not PhoneNumber.objects.exists()
@@ -255,7 +257,7 @@ def test_duplicate_number_in_another_format_is_a_400(staff_api):
     PhoneNumberFactory(number="+16826269224")
     response = staff_api.post(LIST, {"number": "(682) 626-9224"}, format="json")
     assert response.status_code == 400
-    assert response.json()["number"] == ["+16826269224 is already registered."]
+    assert response.json()["errors"]["number"] == ["+16826269224 is already registered."]
     assert PhoneNumber.objects.count() == 1
 
 
@@ -263,7 +265,7 @@ def test_clearing_the_number_of_a_number_without_sip_uri_is_a_400(staff_api):
     phone = PhoneNumberFactory(number="+16826269224")
     response = staff_api.patch(detail(phone), {"number": ""}, format="json")
     assert response.status_code == 400
-    assert "number" in response.json()
+    assert "number" in response.json()["errors"]
     phone.refresh_from_db()
     assert phone.number == "+16826269224"
 
@@ -272,14 +274,14 @@ def test_update_to_a_bad_number_is_a_400(staff_api):
     phone = PhoneNumberFactory(number="+16826269224")
     response = staff_api.patch(detail(phone), {"number": "12"}, format="json")
     assert response.status_code == 400
-    assert "number" in response.json()
+    assert "number" in response.json()["errors"]
 
 
 def test_update_to_a_missing_agent_is_a_400(staff_api):
     phone = PhoneNumberFactory()
     response = staff_api.patch(detail(phone), {"agent": 424242}, format="json")
     assert response.status_code == 400
-    assert "does not exist" in response.json()["agent"][0]
+    assert "does not exist" in response.json()["errors"]["agent"][0]
 
 
 @pytest.mark.parametrize("bad_agent", [1.5, "1.5", True, "one", [1]])
@@ -289,4 +291,4 @@ def test_agent_must_be_a_whole_number_id(staff_api, bad_agent):
     Agent.objects.create(name="Reception")
     response = staff_api.post("/api/phone-numbers/", {"number": "+16826269224", "agent": bad_agent}, format="json")
     assert response.status_code == 400
-    assert "agent" in response.json()
+    assert "agent" in response.json()["errors"]

@@ -46,8 +46,8 @@ TRIGGERS = [e for e in ENDPOINTS if e[0] == "post"]
 RESOURCE_ENDPOINTS = [  # path, direction, resource
     ("phone-numbers/from-vapi", "import", "phone_numbers"),
     ("phone-numbers/to-vapi", "export", "phone_numbers"),
-    ("assistants/from-vapi", "import", "assistants"),
-    ("agents/to-vapi", "export", "assistants"),
+    ("assistants/from-vapi", "import", "agents"),
+    ("agents/to-vapi", "export", "agents"),
 ]
 
 
@@ -186,8 +186,8 @@ def test_seed_curl_post_full_without_body_or_content_type(emulator, staff_user, 
     assert response.status_code == 200, response.content
     run = response.json()
     assert (run["status"], run["direction"], run["trigger"], run["user"]) == ("succeeded", "full", "api", "staff")
-    assert run["resources"] == ["assistants", "phone_numbers"]
-    assert run["counts"]["assistants"]["created"] == 1 and run["counts"]["phone_numbers"]["created"] == 2
+    assert run["resources"] == ["agents", "phone_numbers"]
+    assert run["counts"]["agents"]["created"] == 1 and run["counts"]["phone_numbers"]["created"] == 2
     assert run["dry_run"] is False and run["plan"] == [] and run["errors"] == []
     assert run["url"].endswith(f"/api/vapi-sync/runs/{run['id']}/")
     assert_matches_schema(openapi, response, "post", "full")
@@ -292,11 +292,11 @@ def test_import_assistants_creates_agents_and_export_creates_assistants(emulator
     remote = make_assistant(emulator, "Remote")
     local = Agent.objects.create(name="Local")
 
-    assert post(staff_api, "assistants/from-vapi").json()["counts"]["assistants"]["created"] == 1
+    assert post(staff_api, "assistants/from-vapi").json()["counts"]["agents"]["created"] == 1
     assert Agent.objects.filter(vapi_assistant_id=remote["id"]).exists()
     assert len(emulator.assistants) == 1  # an import never writes to Vapi
 
-    assert post(staff_api, "agents/to-vapi").json()["counts"]["assistants"]["created"] == 1
+    assert post(staff_api, "agents/to-vapi").json()["counts"]["agents"]["created"] == 1
     local.refresh_from_db()
     assert local.vapi_assistant_id in emulator.assistants
 
@@ -306,12 +306,12 @@ def test_selected_ids_local_and_vapi(emulator, staff_api):
     make_assistant(emulator, "Other")
     response = post(staff_api, "assistants/from-vapi", {"ids": [wanted["id"]]})
     assert response.status_code == 200
-    assert response.json()["selection"]["vapi_ids"] == {"assistants": [wanted["id"]]}
+    assert response.json()["selection"]["vapi_ids"] == {"agents": [wanted["id"]]}
     assert list(Agent.objects.values_list("name", flat=True)) == ["Wanted"]
 
     first, second = Agent.objects.create(name="First"), Agent.objects.create(name="Second")
     response = post(staff_api, "agents/to-vapi", {"ids": [first.pk, str(second.pk)]})  # "7" is a local id too
-    assert response.json()["selection"]["local_ids"] == {"assistants": [first.pk, second.pk]}
+    assert response.json()["selection"]["local_ids"] == {"agents": [first.pk, second.pk]}
     assert {a["name"] for a in emulator.assistants.values()} == {"Wanted", "Other", "First", "Second"}
 
 
@@ -320,7 +320,7 @@ def test_full_sync_limited_to_agents_leaves_phone_numbers_out(emulator, staff_ap
     agent = Agent.objects.create(name="Only me")
     response = post(staff_api, "full", {"agent_ids": [agent.pk]})
     assert response.status_code == 200
-    assert response.json()["resources"] == ["assistants"]
+    assert response.json()["resources"] == ["agents"]
     assert not PhoneNumber.objects.exists()
     agent.refresh_from_db()
     assert agent.vapi_assistant_id in emulator.assistants
@@ -347,7 +347,7 @@ def test_dry_run_changes_nothing_anywhere_and_returns_the_plan(emulator, staff_a
     run = response.json()
     assert run["dry_run"] is True and run["status"] == "succeeded"
     assert {(p["action"], p["label"]) for p in run["plan"]} >= {("create", "Remote only"), ("create", "Local only")}
-    assert run["counts"]["assistants"]["created"] == 2 and run["counts"]["phone_numbers"]["created"] == 1
+    assert run["counts"]["agents"]["created"] == 2 and run["counts"]["phone_numbers"]["created"] == 1
     assert_matches_schema(openapi, response, "post", "full")
     assert remote_writes(emulator) == 0
     assert list(Agent.objects.all()) == [agent] and not PhoneNumber.objects.exists()
@@ -513,8 +513,10 @@ def test_runs_list_detail_and_changes(emulator, staff_api, openapi):
     assert all(c["action"] == "create" and c["side"] == "local" for c in body["changes"])
     assert_matches_schema(openapi, detail, "get", "runs/{id}/")
 
-    changes = staff_api.get(body["changes_url"] + "?resource=assistants")
-    assert changes.json()["count"] == 3
+    changes = staff_api.get(body["changes_url"] + "?resource=agents")
+    assert changes.json()["count"] == 3 and {c["resource"] for c in changes.json()["results"]} == {"agents"}
+    assert staff_api.get(body["changes_url"] + "?resource=assistants").json()["count"] == 3  # the old name, as an alias
+    assert staff_api.get(body["changes_url"] + "?resource=phone_numbers").json()["count"] == 0
     assert_matches_schema(openapi, changes, "get", "runs/{id}/changes/")
 
     missing = staff_api.get(BASE + "runs/999999/")
@@ -557,7 +559,7 @@ def test_conflicts_listed_and_resolved_through_the_api(emulator, staff_api, sett
     agent.first_message = "Local greeting"
     agent.save()
     emulator.edit_assistant(remote["id"], firstMessage="Vapi greeting")
-    assert post(staff_api, "full").json()["counts"]["assistants"]["conflicts"] == 1
+    assert post(staff_api, "full").json()["counts"]["agents"]["conflicts"] == 1
 
     listing = staff_api.get(BASE + "conflicts")
     assert listing.status_code == 200
@@ -592,8 +594,8 @@ def test_delete_in_vapi_of_a_locally_deleted_agent(emulator, staff_api, openapi)
 
     assert response.status_code == 200, response.content
     run = response.json()
-    assert run["direction"] == "delete" and run["counts"]["assistants"]["deleted"] == 1
-    assert run["counts"]["assistants"]["failed"] == 1  # "Kept" still has its agent here
+    assert run["direction"] == "delete" and run["counts"]["agents"]["deleted"] == 1
+    assert run["counts"]["agents"]["failed"] == 1  # "Kept" still has its agent here
     assert_matches_schema(openapi, response, "post", "assistants/delete-in-vapi")
     assert set(emulator.assistants) == {kept["id"]}
 
