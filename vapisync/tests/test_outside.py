@@ -243,3 +243,36 @@ def test_the_cli_refuses_an_os_user_without_run_sync(emulator, monkeypatch):
     out, err, code = vapi_sync("full", "--json")
     assert code == 2 and "may not start syncs" in err and json.loads(out)["code"] == "permission_denied"
     assert not SyncRun.objects.exists() and not PhoneNumber.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_push_made_by_a_worker_records_the_user_who_saved(emulator, settings):
+    """With a broker the push runs in a Celery worker: the saving user travels in the task's headers."""
+    from celery.contrib.testing.worker import start_worker
+
+    from globalvoice.celery import app
+
+    settings.CELERY_BROKER_URL = "memory://"
+    alice = make_user("alice", "add_agent")
+    saved = {k: app.conf[k] for k in ("task_always_eager", "broker_url", "result_backend")}
+    app.conf.update(task_always_eager=False, broker_url="memory://", result_backend="cache+memory://")
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+            response = bearer(alice).post("/api/agents/", {"name": "Queued"}, format="json")
+            assert response.status_code == 201
+            run = _wait_for_run()
+    finally:
+        app.conf.update(saved)
+    assert (run.trigger, run.user, run.status) == (Trigger.SIGNAL, alice, "succeeded")
+
+
+def _wait_for_run(timeout=20.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = SyncRun.objects.filter(finished_at__isnull=False).first()
+        if run is not None:
+            return run
+        time.sleep(0.05)
+    raise AssertionError("the worker did not run the push")
