@@ -174,6 +174,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Agents, phone numbers and their two-way synchronisation with Vapi.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/schema/ and /api/docs/ are public: they describe the API and hold no data (README, "API").
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "COMPONENT_SPLIT_REQUEST": True,
     # https://drf-spectacular.readthedocs.io/en/latest/settings.html (self-contained assets)
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -24,7 +24,7 @@ if [[ $(id -u) -ne 0 ]]; then
     if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
         SUDO=(sudo -n)
     else
-        cannot "no $CHROMIUM, and installing it needs root (run \`sudo make browser\` once)."
+        cannot "no $CHROMIUM, and installing it needs root (run \`sudo bash scripts/install-browser.sh\` once)."
     fi
 fi
 
