@@ -254,8 +254,10 @@ def test_a_push_made_by_a_worker_records_the_user_who_saved(emulator, settings):
 
     settings.CELERY_BROKER_URL = "memory://"
     alice = make_user("alice", "add_agent")
-    saved = {k: app.conf[k] for k in ("task_always_eager", "broker_url", "result_backend")}
-    app.conf.update(task_always_eager=False, broker_url="memory://", result_backend="cache+memory://")
+    saved = {k: app.conf[k] for k in ("task_always_eager", "broker_url", "result_backend", "task_default_queue")}
+    app.conf.update(task_always_eager=False, broker_url="memory://", result_backend="cache+memory://",
+                    task_default_queue="actor-test")
+    _forget_connections(app)  # pools and queues made earlier in this process follow the previous settings
     try:
         with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
             response = bearer(alice).post("/api/agents/", {"name": "Queued"}, format="json")
@@ -263,7 +265,15 @@ def test_a_push_made_by_a_worker_records_the_user_who_saved(emulator, settings):
             run = _wait_for_run()
     finally:
         app.conf.update(saved)
+        _forget_connections(app)
     assert (run.trigger, run.user, run.status) == (Trigger.SIGNAL, alice, "succeeded")
+
+
+def _forget_connections(app):
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.__dict__.pop("amqp", None)  # a cached property: the next use builds it from the current settings
 
 
 def _wait_for_run(timeout=20.0):
