@@ -68,6 +68,8 @@ def test_staff_without_run_sync_may_start_nothing_in_the_api_the_admin_or_the_cl
 
     client.force_login(ops)
     assert client.post(ADMIN_RUN, {"operation": "full"}).status_code == 403
+    deleting = client.post("/admin/vapisync/sync/delete-in-vapi/", {"vapi_id": remote["id"], "post": "yes"})
+    assert deleting.status_code == 403
 
     out, err, code = vapi_sync("full", "--user", "ops")
     assert code == 2 and "vapisync.run_sync" in err
