@@ -14,13 +14,14 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 EMULATOR_PORT ?= 8765
 
-.PHONY: help install demo run test test-fast e2e bench figures browser clean
+.PHONY: help install demo run test test-fast e2e bench figures browser soak clean
 
 help:
 	@echo "make demo    - set up and run the app (with the Vapi emulator unless .env sets VAPI_API_KEY)"
 	@echo "make test    - set up and run the tests (browser tests too when Chromium is there or can be installed)"
 	@echo "make browser - install Debian's Chromium for the browser tests (needs apt-get and root or sudo)"
 	@echo "make e2e     - production-stack suites (gunicorn, PostgreSQL, Redis, Celery)"
+	@echo "make soak    - the consistency state machine with 2,000 examples (CONSISTENCY_EXAMPLES=N for more)"
 	@echo "make bench   - benchmarks; figures go to bench/results.json and the README"
 	@echo "make figures - run make e2e, make bench and the browser test, then refresh the README's figures and screenshot"
 
@@ -43,6 +44,11 @@ test: $(STAMP)
 
 browser: $(STAMP)
 	bash scripts/install-browser.sh
+
+# The consistency state machine with many more examples than CI runs (CONSISTENCY_EXAMPLES, default 2000),
+# each from a fresh random seed.
+soak: $(STAMP)
+	CONSISTENCY_EXAMPLES=$${CONSISTENCY_EXAMPLES:-2000} CONSISTENCY_RANDOM=1 $(BIN)/python -m pytest vapisync/tests/test_consistency_machine.py -q $(PYTEST_ARGS)
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest e2e $(PYTEST_ARGS)

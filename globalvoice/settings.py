@@ -187,6 +187,11 @@ SPECTACULAR_SETTINGS = {
 # Region used to read numbers written without a country code ("682-626-9224").
 PHONE_NUMBER_DEFAULT_REGION = env.str("PHONE_NUMBER_DEFAULT_REGION", default="US")
 
+# --- Agents ----------------------------------------------------------------------
+# Where the agents app finds the model and voice providers a person may choose (API and admin):
+# those of the committed Vapi OpenAPI subset. Wiring, not configuration; "" accepts any value.
+AGENT_CATALOGUE = "vapisync.providers.vapi_catalogue"
+
 # --- Vapi ------------------------------------------------------------------------
 # Read at call time through vapisync.conf, never frozen into defaults.
 VAPI_API_KEY = env.str("VAPI_API_KEY", default="")
@@ -204,6 +209,8 @@ VAPI_WEBHOOK_MAX_BYTES = env.int("VAPI_WEBHOOK_MAX_BYTES", default=1_048_576)
 VAPI_WEBHOOK_DEBOUNCE = env.float("VAPI_WEBHOOK_DEBOUNCE", default=2.0)  # seconds to gather a burst of events
 VAPI_SYNC_RECONCILE_AFTER = env.float("VAPI_SYNC_RECONCILE_AFTER", default=60.0)
 VAPI_SYNC_LOCK_TTL = env.float("VAPI_SYNC_LOCK_TTL", default=600.0)
+# Before PATCHing from a copy of a Vapi document older than this, ask Vapi what changed since.
+VAPI_SYNC_RECHECK_SECONDS = env.float("VAPI_SYNC_RECHECK_SECONDS", default=1.0)
 
 # --- Celery -----------------------------------------------------------------------
 # Without a broker, tasks run in-process right after the transaction commits.

@@ -29,3 +29,13 @@ def e164_normalize(value: str, *, region: str | None = None) -> str:
             f"'{text}' has an extension ({parsed.extension}); E.164 numbers cannot carry one.", code="invalid"
         )
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def is_e164(value: str | None) -> bool:
+    """True when `value` is a valid number written exactly in E.164 ("+16826269224")."""
+    if not value:
+        return False
+    try:
+        return e164_normalize(value) == value
+    except ValidationError:
+        return False

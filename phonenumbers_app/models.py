@@ -4,7 +4,7 @@ from django.db.models import Q
 
 from agents.models import Agent, SyncTrackedModel
 
-from .e164 import e164_normalize
+from .e164 import e164_normalize, is_e164
 
 
 class Provider(models.TextChoices):
@@ -51,10 +51,42 @@ class PhoneNumber(SyncTrackedModel):
     def __str__(self):
         return self.number or self.sip_uri or f"Phone number {self.pk}"
 
+    # A writer that copies a number exactly as the provider holds it (restoring an imported record,
+    # say) sets this on the instance: save() then stores the number as given, valid E.164 or not.
+    keep_number_as_given = False
+
+    @property
+    def number_is_e164(self) -> bool:
+        """False for a number kept as the provider holds it (not valid E.164, e.g. "1234")."""
+        return is_e164(self.number)
+
+    def number_to_store(self) -> str | None:
+        """The number in E.164, or as it is stored when it has not changed.
+
+        A provider may hold numbers that are not valid E.164 (a bring-your-own number with the
+        check off: "1234", "+001234567890"); an import stores them as they are, and saving such a
+        record again (a new name, another agent) keeps them. A new or changed number must be valid.
+        Raises ValidationError otherwise."""
+        if not self.number:
+            return None
+        if self.keep_number_as_given:
+            return self.number
+        try:
+            normalized = e164_normalize(self.number)
+        except ValidationError:
+            normalized = None
+        if normalized == self.number:
+            return normalized
+        if self.pk is not None and not self._state.adding:
+            stored = type(self).objects.filter(pk=self.pk).values_list("number", flat=True).first()
+            if stored == self.number:
+                return stored
+        return normalized if normalized is not None else e164_normalize(self.number)
+
     def clean(self):
         if self.number:
             try:
-                self.number = e164_normalize(self.number)
+                self.number = self.number_to_store()
             except ValidationError as exc:  # shown beside the field in forms, not above the form
                 raise ValidationError({"number": exc.error_list}) from exc
         elif not self.sip_uri:
@@ -62,5 +94,5 @@ class PhoneNumber(SyncTrackedModel):
 
     def save(self, *args, **kwargs):
         # Normalise on every save path (forms, API, ORM); "" means "no number".
-        self.number = e164_normalize(self.number) if self.number else None
+        self.number = self.number_to_store()
         super().save(*args, **kwargs)

@@ -343,8 +343,12 @@ class VapiClient:
 
     # --- assistants ---------------------------------------------------------------
 
-    def iter_assistants(self, *, updated_since: datetime | None = None, page_size: int = MAX_PAGE_SIZE) -> Iterator[dict]:
-        return self._iter_list("/assistant", updated_since=updated_since, page_size=page_size)
+    def iter_assistants(
+        self, *, updated_since: datetime | None = None, created_since: datetime | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> Iterator[dict]:
+        return self._iter_list("/assistant", updated_since=updated_since, created_since=created_since,
+                               page_size=page_size)
 
     def list_assistants(self, **kw) -> list[dict]:
         return list(self.iter_assistants(**kw))

@@ -21,6 +21,7 @@ class VapiSettings:
     rate_limit: float
     max_concurrency: int
     webhook_max_bytes: int
+    remote_recheck_seconds: float = 1.0
 
     @property
     def configured(self) -> bool:
@@ -44,4 +45,5 @@ def vapi_settings() -> VapiSettings:
         rate_limit=settings.VAPI_RATE_LIMIT,
         max_concurrency=settings.VAPI_MAX_CONCURRENCY,
         webhook_max_bytes=settings.VAPI_WEBHOOK_MAX_BYTES,
+        remote_recheck_seconds=float(getattr(settings, "VAPI_SYNC_RECHECK_SECONDS", 1.0)),
     )

@@ -16,6 +16,9 @@ class Drift:
     to_local: dict = field(default_factory=dict)  # fields to write locally (remote value)
     to_remote: dict = field(default_factory=dict)  # fields to push (local value)
     conflicts: dict = field(default_factory=dict)  # field -> {"local", "remote", "baseline"} left unresolved
+    # field -> {"local", "remote", "baseline", "kept": "local"|"remote"}: changed on both sides and
+    # settled by the policy; the other side's value is discarded, and the run reports it as a conflict.
+    settled: dict = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -47,12 +50,15 @@ def drift_compute(
             result.to_local[name] = theirs
         else:
             winner = _conflict_winner(policy, local_changed_at, remote_changed_at)
+            both = {"local": mine, "remote": theirs, "baseline": baseline.get(name)}
             if winner == "remote":
                 result.to_local[name] = theirs
+                result.settled[name] = {**both, "kept": "remote"}
             elif winner == "local":
                 result.to_remote[name] = mine
+                result.settled[name] = {**both, "kept": "local"}
             else:
-                result.conflicts[name] = {"local": mine, "remote": theirs, "baseline": baseline.get(name)}
+                result.conflicts[name] = both
     return result
 
 

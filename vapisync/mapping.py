@@ -34,6 +34,11 @@ def fields_hash(fields: Mapping) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def document_hash(doc: Mapping | None) -> str | None:
+    """Hash of a whole Vapi document, every field included: "is it still exactly what we saw?"."""
+    return fields_hash(doc) if doc is not None else None
+
+
 def remote_updated_at(doc: Mapping) -> datetime | None:
     value = doc.get("updatedAt")
     return parse_datetime(value) if isinstance(value, str) else None

@@ -1,4 +1,5 @@
 import pytest
+from django.db.models import F
 
 from agents.models import Agent
 
@@ -46,3 +47,74 @@ def test_admin_needs_staff(client, plain_user):
     response = client.get("/admin/agents/agent/")
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+# --- Optimistic saves: a change form saves only over the version it was opened on -------------------
+
+
+def change_form_data(client, url) -> dict:
+    """What the browser would post back unchanged: the rendered form's values, hidden version included."""
+    form = client.get(url).context["adminform"].form
+    return {name: ("" if form[name].value() is None else form[name].value()) for name in form.fields}
+
+
+def test_stale_form_is_refused_after_an_import_renamed_the_agent(client, staff_user):
+    agent = AgentFactory(name="Old name", first_message="Hello")
+    client.force_login(staff_user)
+    url = f"/admin/agents/agent/{agent.pk}/change/"
+    data = change_form_data(client, url)
+    assert data["seen_version"] == agent.version == 1
+    # While the form is open, an import brings a rename from Vapi (written as the sync writes).
+    Agent.objects.filter(pk=agent.pk).update(name="Renamed in Vapi", version=F("version") + 1)
+    # The person changed only the first message; the form still carries the old name.
+    response = client.post(url, {**data, "first_message": "Welcome!"})
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.non_field_errors()
+    text = " ".join(errors)
+    assert "changed (by someone else or by a sync) after you opened this page" in text
+    assert "Nothing was saved" in text
+    assert "Name: your value “Old name” / current value “Renamed in Vapi”" in errors
+    assert "First message: your value “Welcome!” / current value “Hello”" in errors
+    html = response.content.decode()
+    assert 'class="errorlist nonfield"' in html and "Please correct the error below." in html
+    agent.refresh_from_db()
+    assert (agent.name, agent.first_message, agent.version) == ("Renamed in Vapi", "Hello", 2)
+
+    # Reloading shows the current values; saving that form keeps the rename.
+    fresh = change_form_data(client, url)
+    assert fresh["name"] == "Renamed in Vapi" and fresh["seen_version"] == 2
+    assert client.post(url, {**fresh, "first_message": "Welcome!"}).status_code == 302
+    agent.refresh_from_db()
+    assert (agent.name, agent.first_message, agent.version) == ("Renamed in Vapi", "Welcome!", 3)
+
+
+def test_current_form_saves_and_moves_the_version(client, staff_user):
+    agent = AgentFactory(name="Reception")
+    client.force_login(staff_user)
+    url = f"/admin/agents/agent/{agent.pk}/change/"
+    response = client.post(url, {**change_form_data(client, url), "first_message": "Hi there"})
+    assert response.status_code == 302
+    agent.refresh_from_db()
+    assert (agent.first_message, agent.version) == ("Hi there", 2)
+    # The same form posted again (a double click) holds nothing the record does not: accepted.
+    assert client.post(url, {**change_form_data(client, url), "seen_version": 1, "first_message": "Hi there"}).status_code == 302
+    # The old form with another change is stale.
+    response = client.post(url, {**change_form_data(client, url), "seen_version": 1, "first_message": "Again"})
+    assert response.status_code == 200
+    assert "First message: your value “Again” / current value “Hi there”" in response.context["adminform"].form.non_field_errors()
+    agent.refresh_from_db()
+    assert agent.first_message == "Hi there"
+
+
+def test_form_without_its_version_is_refused(client, staff_user):
+    agent = AgentFactory(name="Reception")
+    client.force_login(staff_user)
+    url = f"/admin/agents/agent/{agent.pk}/change/"
+    data = change_form_data(client, url)
+    del data["seen_version"]
+    response = client.post(url, {**data, "name": "Changed"})
+    assert response.status_code == 200
+    assert "does not say which version" in " ".join(response.context["adminform"].form.non_field_errors())
+    agent.refresh_from_db()
+    assert agent.name == "Reception"

@@ -146,7 +146,7 @@ def test_staff_updates_and_deletes(staff_api):
         "system_prompt": "Be brief.",
         "first_message": "Hello",
         "model_provider": "anthropic",
-        "model": "claude-sonnet",
+        "model": "claude-sonnet-4-6",
         "voice_provider": "11labs",
         "voice_id": "burt",
     }
@@ -280,3 +280,35 @@ def test_deeply_nested_json_is_a_400_not_a_500(staff_api):
     response = staff_api.post("/api/agents/", body, content_type="application/json")
     assert response.status_code == 400
     assert "nested too deeply" in response.json()["detail"]
+
+
+# --- Control characters: NUL is a field error (PostgreSQL cannot store it), never a 500/503 ----------
+
+
+@pytest.mark.parametrize("field", ["name", "system_prompt", "first_message", "model", "voice_id"])
+def test_nul_is_a_field_error(staff_api, field):
+    payload = {"name": "ok", field: "bad\u0000value"}
+    response = staff_api.post(LIST, payload, format="json")
+    assert response.status_code == 400, response.content
+    assert "Null characters are not allowed." in response.json()["errors"][field]
+    assert not Agent.objects.exists()
+
+
+def test_other_control_characters_are_kept(staff_api):
+    # Vapi stores them; the app keeps text character for character (see e2e test_fuzz).
+    prompt = "Rules:\n\t- be brief\r\n\t- Bell\u0007 Esc\u001b[31m DEL\u007f"
+    response = staff_api.post(LIST, {"name": "Tab\there", "system_prompt": prompt}, format="json")
+    assert response.status_code == 201, response.content
+    assert Agent.objects.get().system_prompt == prompt
+
+
+def test_json_nested_beyond_the_limit_is_a_400(staff_api):
+    from globalvoice.parsers import MAX_JSON_DEPTH
+
+    deep = "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)
+    response = staff_api.post(LIST, f'{{"name": {deep}}}', content_type="application/json")
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["detail"]
+    shallow = "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1)
+    response = staff_api.post(LIST, f'{{"name": {shallow}}}', content_type="application/json")
+    assert response.status_code == 400 and "name" in response.json()["errors"]  # parsed; a list is not a name

@@ -20,7 +20,14 @@ class PhoneNumberSerializer(serializers.ModelSerializer):
         queryset=Agent.objects.all(), required=False, allow_null=True, help_text="The agent that answers this number."
     )
     number = serializers.CharField(
-        max_length=40, required=False, allow_null=True, allow_blank=True, help_text="Any common format; stored as E.164."
+        max_length=40, required=False, allow_null=True, allow_blank=True,
+        help_text="Any common format; stored as E.164. A number imported as the voice platform holds it "
+        "(not valid E.164, see number_is_e164) may be sent back unchanged.",
+    )
+    number_is_e164 = serializers.BooleanField(
+        read_only=True,
+        help_text="False for a number kept exactly as the voice platform holds it (e.g. a bring-your-own number "
+        "such as \"1234\"); such a record stays editable, and a new number must be valid.",
     )
 
     class Meta:
@@ -28,6 +35,7 @@ class PhoneNumberSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "number",
+            "number_is_e164",
             "sip_uri",
             "name",
             "provider",
@@ -53,6 +61,8 @@ class PhoneNumberSerializer(serializers.ModelSerializer):
     def validate_number(self, value):
         if not value:
             return None
+        if self.instance is not None and value == self.instance.number:
+            return value  # unchanged: kept as stored, even when it is not valid E.164
         try:
             normalized = e164_normalize(value)
         except DjangoValidationError as exc:

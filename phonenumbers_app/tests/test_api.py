@@ -15,6 +15,7 @@ LIST = "/api/phone-numbers/"
 PHONE_FIELDS = {
     "id",
     "number",
+    "number_is_e164",
     "sip_uri",
     "name",
     "provider",
@@ -292,3 +293,53 @@ def test_agent_must_be_a_whole_number_id(staff_api, bad_agent):
     response = staff_api.post("/api/phone-numbers/", {"number": "+16826269224", "agent": bad_agent}, format="json")
     assert response.status_code == 400
     assert "agent" in response.json()["errors"]
+
+
+# --- Numbers Vapi holds that are not valid E.164 -----------------------------------------------------
+
+
+@pytest.mark.parametrize("odd", ["1234", "abc", "+001234567890"])
+def test_an_imported_odd_number_stays_editable(staff_api, odd):
+    # Stored by an import as Vapi holds it (bulk writes, no save()).
+    [phone] = PhoneNumber.objects.bulk_create([PhoneNumber(number=odd, name="Imported", vapi_phone_id="ph_1")])
+    agent = AgentFactory()
+    response = staff_api.get(detail(phone))
+    assert response.json()["number"] == odd and response.json()["number_is_e164"] is False
+
+    response = staff_api.patch(detail(phone), {"name": "Reception", "agent": agent.pk}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["number"] == odd and response.json()["number_is_e164"] is False
+    response = staff_api.put(detail(phone), {"number": odd, "name": "Put", "provider": "byo-phone-number"}, format="json")
+    assert response.status_code == 200, response.content
+    phone.refresh_from_db()
+    assert (phone.number, phone.name, phone.agent) == (odd, "Put", agent)
+
+    # A different number must still be a valid one.
+    response = staff_api.patch(detail(phone), {"number": "5678"}, format="json")
+    assert response.status_code == 400 and "number" in response.json()["errors"]
+    phone.refresh_from_db()
+    assert phone.number == odd
+
+
+def test_new_numbers_are_still_validated_and_marked(staff_api):
+    assert staff_api.post(LIST, {"number": "1234"}, format="json").status_code == 400
+    response = staff_api.post(LIST, {"number": "682-626-9224"}, format="json")
+    assert response.status_code == 201 and response.json()["number_is_e164"] is True
+
+
+# --- NUL: a field error (PostgreSQL cannot store it), never a 500/503 --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"number": "+16826269224", "name": "Main\u0000"}, "name"),
+        ({"number": "+1682626\u00009224"}, "number"),
+        ({"sip_uri": "sip:a@example.com\u0000"}, "sip_uri"),
+    ],
+)
+def test_nul_is_a_field_error(staff_api, payload, field):
+    response = staff_api.post(LIST, payload, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()["errors"], response.json()
+    assert not PhoneNumber.objects.exists()

@@ -118,3 +118,60 @@ def test_clean_normalises_and_explains():
     with pytest.raises(ValidationError) as excinfo:
         PhoneNumber(number="12").full_clean()
     assert "not a valid phone number" in " ".join(excinfo.value.message_dict["number"])
+
+
+# --- Numbers a provider holds that are not valid E.164 -------------------------------------------
+
+ODD_NUMBERS = ["1234", "abc", "+001234567890"]
+
+
+@pytest.mark.parametrize("odd", ODD_NUMBERS)
+def test_a_stored_odd_number_survives_saves_that_do_not_change_it(odd):
+    # An import stores what Vapi holds without save() (bulk writes).
+    [phone] = PhoneNumber.objects.bulk_create([PhoneNumber(number=odd, name="Imported", vapi_phone_id="ph_1")])
+    phone = PhoneNumber.objects.get(pk=phone.pk)
+    assert phone.number_is_e164 is False
+    phone.name = "Renamed"
+    phone.agent = AgentFactory()
+    phone.save()
+    phone.full_clean()
+    phone.refresh_from_db()
+    assert (phone.number, phone.name) == (odd, "Renamed")
+
+
+@pytest.mark.parametrize("odd", ODD_NUMBERS)
+def test_a_new_or_changed_odd_number_is_still_refused(odd):
+    with pytest.raises(ValidationError):
+        PhoneNumber.objects.create(number=odd)
+    phone = PhoneNumberFactory(number="+16826269224")
+    phone.number = odd
+    with pytest.raises(ValidationError):
+        phone.save()
+    phone.refresh_from_db()
+    assert phone.number == "+16826269224"
+
+
+def test_number_is_e164():
+    assert PhoneNumber(number="+16826269224").number_is_e164 is True
+    assert PhoneNumber(number="682-626-9224").number_is_e164 is False  # valid, but not written in E.164
+    assert PhoneNumber(number=None, sip_uri="sip:a@example.com").number_is_e164 is False
+
+
+def test_an_odd_number_may_be_replaced_by_a_valid_one():
+    [phone] = PhoneNumber.objects.bulk_create([PhoneNumber(number="1234")])
+    phone = PhoneNumber.objects.get(pk=phone.pk)
+    phone.number = "(682) 626-9224"
+    phone.save()
+    phone.refresh_from_db()
+    assert phone.number == "+16826269224" and phone.number_is_e164
+
+
+def test_a_writer_copying_from_the_provider_may_keep_any_number():
+    phone = PhoneNumber(number="abc", name="Restored")
+    phone.keep_number_as_given = True
+    phone.save()
+    phone = PhoneNumber.objects.get(pk=phone.pk)
+    assert phone.number == "abc" and not phone.number_is_e164
+    phone.number = "+001234567890"
+    with pytest.raises(ValidationError):  # a fresh instance validates again
+        phone.save()

@@ -89,6 +89,18 @@ class StrictSerializer(serializers.Serializer):
         return value
 
 
+def control_character(text: str) -> str | None:
+    """The first control character (U+0000-U+001F, U+007F-U+009F) in `text`, if any. No Vapi id holds
+    one, and NUL cannot even be looked up in PostgreSQL: such an id is a field error, not a 503."""
+    return next((c for c in text if c < " " or "\x7f" <= c <= "\x9f"), None)
+
+
+def _no_control_characters(value: str) -> None:
+    bad = control_character(value)
+    if bad is not None:
+        raise serializers.ValidationError(f"A Vapi id cannot hold control characters (found U+{ord(bad):04X}).")
+
+
 @extend_schema_field(
     {"oneOf": [{"type": "integer", "minimum": 1, "maximum": MAX_LOCAL_ID}, {"type": "string", "minLength": 1, "maxLength": 100}]}
 )
@@ -99,6 +111,7 @@ class RecordIdField(serializers.Field):
         "invalid": "Expected a local id (a positive integer) or a Vapi id (a string), got {kind}.",
         "blank": "An id must not be empty.",
         "too_long": "A Vapi id has at most 100 characters.",
+        "control_character": "A Vapi id cannot hold control characters (found U+{code:04X}).",
     }
 
     def to_internal_value(self, data):
@@ -115,6 +128,9 @@ class RecordIdField(serializers.Field):
             return self.to_internal_value(int(data))
         if len(data) > 100:
             self.fail("too_long")
+        bad = control_character(data)
+        if bad is not None:
+            self.fail("control_character", code=ord(bad))
         return data
 
     def to_representation(self, value):
@@ -187,7 +203,7 @@ class ConflictResolveSerializer(StrictSerializer):
 
 class DeleteInVapiSerializer(StrictSerializer):
     vapi_ids = serializers.ListField(
-        child=serializers.CharField(max_length=100), allow_empty=False, max_length=MAX_IDS,
+        child=serializers.CharField(max_length=100, validators=[_no_control_characters]), allow_empty=False, max_length=MAX_IDS,
         help_text="Vapi assistant ids whose local agents were deleted here. Assistants that still have an agent "
         "here, or that a Vapi phone number routes calls to, are not deleted (reported in errors).",
     )

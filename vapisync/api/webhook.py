@@ -2,8 +2,9 @@
 
 Checks, in this order, before reading the body: a secret is configured (else 503), the
 `X-Vapi-Secret` header matches VAPI_WEBHOOK_SECRET in constant time (else 401), the body is within
-VAPI_WEBHOOK_MAX_BYTES (else 413). Then the message is stored as received and answered at once;
-the records it names are refreshed from Vapi after the answer has been sent (a task).
+VAPI_WEBHOOK_MAX_BYTES (else 413); then that it is a Vapi server message, JSON nested at most
+globalvoice.parsers.MAX_JSON_DEPTH levels (else 400). Then the message is stored as received and
+answered at once; the records it names are refreshed from Vapi after the answer has been sent (a task).
 The secret is never logged or echoed.
 """
 
@@ -19,6 +20,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from globalvoice.parsers import JSONTooDeep, json_loads_bounded
 from vapisync.conf import vapi_settings
 from vapisync.services import automatic
 
@@ -95,6 +97,14 @@ class VapiWebhookView(APIView):
         body = self._read_body(request, limit=conf.webhook_max_bytes)
         if body is None:
             return _error(413, "webhook_too_large", f"The body is larger than {conf.webhook_max_bytes} bytes.")
+        try:
+            # Depth first: a deeply nested body would otherwise fail deep inside the decoder or the
+            # database (RecursionError, SQLite's 1000-level JSON limit). Other faults are named below.
+            json_loads_bounded(body)
+        except JSONTooDeep as exc:
+            return _error(400, "webhook_malformed", str(exc))
+        except ValueError:
+            pass
         try:
             receipt = automatic.webhook_event_receive(body=body)
         except automatic.WebhookMalformed as exc:

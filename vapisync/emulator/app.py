@@ -202,6 +202,12 @@ class VapiEmulator:
         with self._lock:
             self._malformed += n
 
+    def clear_faults(self) -> None:
+        """Forget scripted faults that have not fired yet (fail_next, fail_after_apply_next, slow_next)."""
+        with self._lock:
+            self._scripted.clear()
+            self._slow.clear()
+
     def reset_counters(self) -> None:
         with self._lock:
             self.requests = []

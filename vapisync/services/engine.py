@@ -1,22 +1,37 @@
-"""The sync engine: pair local records with Vapi documents, decide, then apply.
+"""The sync engine: pair local records with Vapi documents, plan, then apply with compare-and-set.
 
 One pass per resource (assistants first, so phone numbers can link to them):
   fetch   - list Vapi (full, delta since a high-water mark, or the selected ids)
   pair    - match by Vapi id, then by our create marker (assistants) or E.164 number (phones)
-  decide  - three-way drift per pair (vapisync.drift); tombstones; deletions
-  apply   - local writes in bulk, one transaction per batch (a failing batch is retried
-            item by item so one bad record fails alone); Vapi writes in parallel under the
-            client's pacing; history rows in bulk.
-A dry run stops after `decide` and records the plan: the same code decides both.
+  plan    - three-way drift per pair (vapisync.drift); tombstones; deletions. Each decided write
+            is a `PlannedWrite` that carries what the plan saw: the local record's `version` and
+            the Vapi document's `updatedAt`. A dry run stops here and records the plan.
+  apply   - every write checks that the world is still what the plan saw:
+            * local rows: in one transaction per batch, the rows are locked and their versions
+              compared; a row a person (or anyone) wrote since is left alone and reported, never
+              overwritten. Status-only writes (synced, error) obey the same rule, so a newer
+              `pending` always survives;
+            * Vapi: before each chunk of PATCHes, what changed in Vapi since the plan's read is
+              listed (one delta request, Vapi's own clock); a document that moved is planned
+              again from its fresh copy, so a dashboard edit is merged or reported, not undone.
+              Vapi has no If-Match, so the window left is one chunk (see README, "Consistency");
+            * every write is fenced by the run's lease (vapisync.services.locks.Lease): a run that
+              lost it stops writing at once;
+            * a create that follows uncertainty (a lease taken over, an earlier push that did not
+              finish, a maybe-applied POST, a partial listing) first looks for the copy carrying
+              its marker.
+Tests inject concurrent writes at the named points of vapisync.services.seams, never by timing.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections import Counter, defaultdict
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 from django.db import DatabaseError, IntegrityError, transaction
@@ -28,13 +43,17 @@ from phonenumbers_app.models import PhoneNumber
 from vapisync import mapping
 from vapisync.context import sync_writes
 from vapisync.drift import Drift, baseline_after, drift_compute
-from vapisync.exceptions import VapiNotFound, VapiSyncError, VapiUnavailable
+from vapisync.exceptions import VapiError, VapiNotFound, VapiSyncError, VapiUnavailable
 from vapisync.models import ChangeAction, Resource, Side, SyncChange, SyncCursor, SyncRecord, SyncRun
+from vapisync.services.locks import LeaseLost
+from vapisync.services.seams import seam
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
-PUSH_CHUNK = 200  # Vapi writes between two lease renewals (10 s at 20 requests a second)
+REMOTE_CHUNK = 25  # Vapi writes between two freshness checks of Vapi (about a second at 20/s)
+REMOTE_RECHECK_SECONDS = 1.0  # a listing younger than this is fresh enough to PATCH from
+TICK_SECONDS = 1.0  # how often the main thread renews the lease while writes are in flight
 COUNT_KEYS = ("created", "updated", "unchanged", "deleted", "conflicts", "failed", "skipped")
 _COUNT_OF_ACTION = {
     ChangeAction.CREATE: "created",
@@ -46,6 +65,25 @@ _COUNT_OF_ACTION = {
     ChangeAction.ERROR: "failed",
     ChangeAction.SKIP: "skipped",
 }
+CHANGED_MEANWHILE = "Changed here while this run was working (version {seen} -> {now}); not overwritten. " \
+                    "The newer edit is kept and settled by the next sync."
+DELETED_MEANWHILE = "Deleted here while this run was working; nothing written to it."
+
+
+class Unfenced:
+    """The lease of a run that writes nothing (dry runs, previews): every check passes."""
+
+    def tick(self) -> None:
+        pass
+
+    def check(self) -> None:
+        pass
+
+    def check_in_transaction(self) -> None:
+        pass
+
+    def alive(self) -> bool:
+        return True
 
 
 # --- Run context and history recorder ------------------------------------------------
@@ -62,6 +100,9 @@ class RunOptions:
     recreate_deleted: bool = False  # a person explicitly pushed records deleted in Vapi: create them again
     local_ids: dict = field(default_factory=dict)  # resource -> [pk]
     vapi_ids: dict = field(default_factory=dict)  # resource -> [vapi id]
+    uncertain: bool = False  # an earlier push may have half-happened: creates look for their marker first
+    lease: Any = field(default_factory=Unfenced)
+    recheck_seconds: float = REMOTE_RECHECK_SECONDS
 
     def selected(self, resource: str) -> bool:
         return bool(self.local_ids.get(resource) or self.vapi_ids.get(resource))
@@ -113,14 +154,14 @@ class Recorder:
 
 
 def _error_text(exc: Exception) -> str:
-    if isinstance(exc, (VapiSyncError, ValueError)):
+    if isinstance(exc, (VapiSyncError, ValueError, LeaseLost)):
         return str(exc)
     if isinstance(exc, DatabaseError):
         return f"Database error, this record was not changed: {exc}"
     return f"{type(exc).__name__}: {exc}"
 
 
-# --- One pair of local record and Vapi document ---------------------------------------
+# --- The plan -----------------------------------------------------------------------------
 
 
 @dataclass
@@ -132,6 +173,54 @@ class Pair:
     drift: Drift | None = None
     local_fields: dict | None = None
     remote_fields: dict | None = None
+    seen_version: int | None = None  # the local record's version when it was read
+
+
+class Write:
+    """Kinds of planned writes."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    MARK_DELETED = "mark_deleted"
+    REBASELINE = "rebaseline"  # both sides agree: record them as the new baseline
+    STATUS = "status"  # bookkeeping only: the record's sync status and message
+
+
+_ACTION_OF_WRITE = {Write.CREATE: ChangeAction.CREATE, Write.UPDATE: ChangeAction.UPDATE,
+                    Write.MARK_DELETED: ChangeAction.MARK_DELETED}
+
+
+@dataclass(eq=False)
+class PlannedWrite:
+    """One write the plan decided, with what the plan saw, so that the write can check it still holds."""
+
+    kind: str
+    side: str  # Side.LOCAL or Side.VAPI
+    pair: Pair
+    fields: dict = field(default_factory=dict)
+    status: tuple[str, str] | None = None  # (sync_status, message) for Write.STATUS
+    seen_version: int | None = None
+    seen_remote_at: str | None = None
+
+    @classmethod
+    def of(cls, kind: str, side: str, pair: Pair, fields: dict | None = None, status=None) -> PlannedWrite:
+        return cls(kind=kind, side=side, pair=pair, fields=dict(fields or {}), status=status,
+                   seen_version=pair.seen_version, seen_remote_at=(pair.remote or {}).get("updatedAt"))
+
+
+@dataclass
+class Plan:
+    local: list[PlannedWrite] = field(default_factory=list)
+    remote: list[PlannedWrite] = field(default_factory=list)
+    bookkeeping: list[PlannedWrite] = field(default_factory=list)
+
+    @property
+    def writes(self) -> int:
+        return len(self.local) + len(self.remote)
+
+
+def _newest(docs) -> str:
+    return max((d.get("updatedAt") or "" for d in docs), default="")
 
 
 class ResourceSync:
@@ -147,9 +236,13 @@ class ResourceSync:
     def __init__(self, *, client, options: RunOptions, recorder: Recorder, progress=None):
         self.client = client
         self.options = options
+        self.lease = options.lease
         self.recorder = recorder
         self.progress = progress or (lambda **kw: None)
         self.now = timezone.now()
+        self.done = 0
+        self.remote_read_at = time.monotonic()
+        self.remote_anchor = ""  # newest Vapi updatedAt seen: what changed after it is news
 
     # -- hooks ------------------------------------------------------------------------
     def list_remote(self, updated_since): raise NotImplementedError
@@ -164,6 +257,8 @@ class ResourceSync:
     def push(self, pair: Pair, fields: dict) -> dict: raise NotImplementedError
     def create_remote(self, pair: Pair) -> dict | None: raise NotImplementedError
     def prepare(self): pass
+    def after_local_creates(self, pairs: list[Pair]) -> None: pass
+    def local_state(self, obj) -> dict: return {}  # extra fields shown in a local change's diff
 
     # -- fetch --------------------------------------------------------------------------
     def fetch(self) -> tuple[list[dict], set[str], bool]:
@@ -188,8 +283,16 @@ class ResourceSync:
         if opts.delta:
             cursor, _ = SyncCursor.objects.get_or_create(resource=self.resource)
             if cursor.updated_since is not None:
-                return list(self.list_remote(cursor.updated_since)), set(), False
-        return list(self.list_remote(None)), set(), True
+                return self._listed(self.list_remote(cursor.updated_since)), set(), False
+        return self._listed(self.list_remote(None)), set(), True
+
+    def _listed(self, docs) -> list[dict]:
+        out = []
+        for doc in docs:  # a long listing keeps the lease renewed
+            out.append(doc)
+            if len(out) % 1000 == 0:
+                self.lease.tick()
+        return out
 
     def load_locals(self, docs, complete) -> list:
         opts = self.options
@@ -264,8 +367,10 @@ class ResourceSync:
         return pairs, tombstones
 
     def decide(self, pair: Pair) -> None:
+        pair.seen_version = pair.local.version if pair.local is not None else None
         pair.local_fields = self.local_fields(pair.local) if pair.local is not None else None
         pair.remote_fields = self.remote_fields(pair.remote) if pair.remote is not None else None
+        pair.drift = None
         if pair.local is not None and pair.remote is not None:
             local_changed_at = getattr(pair.local, "updated_at", None)
             pair.drift = drift_compute(
@@ -280,63 +385,65 @@ class ResourceSync:
     # -- run ----------------------------------------------------------------------------
     def run(self) -> None:
         self.prepare()
-        self.progress(phase=f"{self.resource}: reading Vapi")
+        self.progress(phase=f"{self.resource}: reading Vapi", total=0, checked=0, done=0)
         docs, gone, complete = self.fetch()
+        self.remote_read_at = time.monotonic()
         self.listing_complete = complete
         self.remote_count = len(docs) if complete else None
-        newest = max((d.get("updatedAt") or "" for d in docs), default="")
+        newest = _newest(docs)
+        self.remote_anchor = newest
         locals_ = self.load_locals(docs, complete)
         pairs, tombstones = self.pair_up(docs, gone, complete, locals_)
+        plan = Plan()
         for pair in pairs:
             self.decide(pair)
-        self.progress(phase=f"{self.resource}: applying", done=0, total=len(pairs))
-
-        local_ops, remote_ops, bookkeeping = [], [], []
-        for pair in pairs:
-            self.route(pair, local_ops, remote_ops, bookkeeping)
+            self.route(pair, plan)
         self.handle_tombstones(tombstones)
+        seam("planned", resource=self.resource, plan=plan)
+        self.progress(phase=f"{self.resource}: applying", total=plan.writes, checked=len(pairs), done=0)
 
         if self.options.dry_run:
-            self.record_plan(local_ops, remote_ops)
+            self.record_plan(plan)
         else:
-            self.apply_local_ops(local_ops)
-            self.apply_remote_ops(remote_ops)
-            self.save_bookkeeping(bookkeeping)
+            self.apply_local_writes(plan.local)
+            self.apply_remote_writes(plan.remote)
+            self.save_bookkeeping(plan.bookkeeping)
             if complete or self.options.delta:
                 self.advance_cursor(newest, complete)
         self.recorder.flush()
 
-    def route(self, pair: Pair, local_ops: list, remote_ops: list, bookkeeping: list) -> None:
+    def _advance(self, n: int = 1) -> None:
+        self.done += n
+        self.progress(done=self.done)
+
+    def route(self, pair: Pair, plan: Plan) -> None:
         """Decide what happens to one pair; queue the writes."""
         opts, label = self.options, self.label_of(pair.local, pair.remote)
         local_id = pair.local.pk if pair.local is not None else None
         vapi_id = pair.remote["id"] if pair.remote else (getattr(pair.local, self.vapi_id_field, None) if pair.local else None)
         if pair.local is None:  # only in Vapi
             if opts.pull:
-                local_ops.append(("create", pair))
+                plan.local.append(PlannedWrite.of(Write.CREATE, Side.LOCAL, pair))
             else:
                 self.recorder.add(self.resource, ChangeAction.SKIP, vapi_id=vapi_id, label=label,
                                   reason="Only in Vapi; an import would create it here.")
             return
         if pair.remote_gone:
             if opts.push and opts.recreate_deleted and opts.selected(self.resource) and self.can_create_remote:
-                remote_ops.append(("create", pair, pair.local_fields))
+                plan.remote.append(PlannedWrite.of(Write.CREATE, Side.VAPI, pair, pair.local_fields))
             elif pair.local.sync_status == SyncStatus.DELETED_REMOTELY:
                 self.recorder.unchanged(self.resource)
             elif opts.pull or opts.push:
-                local_ops.append(("mark_deleted", pair))
+                plan.local.append(PlannedWrite.of(Write.MARK_DELETED, Side.LOCAL, pair))
             return
         if pair.remote is None:  # only here, never linked
             if opts.push:
-                remote_ops.append(("create", pair, pair.local_fields))
+                plan.remote.append(PlannedWrite.of(Write.CREATE, Side.VAPI, pair, pair.local_fields))
             else:
                 self.recorder.add(self.resource, ChangeAction.SKIP, local_id=local_id, label=label,
                                   reason="Not in Vapi yet; an export would create it.")
             return
         drift = pair.drift
-        if pair.local.sync_status == SyncStatus.DELETED_REMOTELY and not opts.selected(self.resource):
-            # It reappeared (restored in Vapi); relink it through the normal rules below.
-            pass
         if drift.conflicts:
             self.recorder.add(
                 self.resource, ChangeAction.CONFLICT, side="", local_id=local_id, vapi_id=vapi_id, label=label,
@@ -344,13 +451,15 @@ class ResourceSync:
                 reason="Changed both here and in Vapi; resolve it by keeping one side.",
             )
             if not opts.dry_run and pair.local.sync_status != SyncStatus.CONFLICT:
-                bookkeeping.append(("status", pair, SyncStatus.CONFLICT, "Changed both here and in Vapi."))
+                plan.bookkeeping.append(PlannedWrite.of(Write.STATUS, Side.LOCAL, pair,
+                                                        status=(SyncStatus.CONFLICT, "Changed both here and in Vapi.")))
         pull = drift.to_local if opts.pull else {}
         push = drift.to_remote if opts.push else {}
+        self.record_settled(pair, pull, push)
         if pull:
-            local_ops.append(("update", pair, pull))
+            plan.local.append(PlannedWrite.of(Write.UPDATE, Side.LOCAL, pair, pull))
         if push:
-            remote_ops.append(("update", pair, push))
+            plan.remote.append(PlannedWrite.of(Write.UPDATE, Side.VAPI, pair, push))
         if not drift.conflicts and not pull and not push:
             if drift.clean:
                 self.recorder.unchanged(self.resource)
@@ -360,7 +469,29 @@ class ResourceSync:
                                   diff=mapping.diff(pair.local_fields, pair.remote_fields),
                                   reason=f"Differs; waiting for a {'export' if waiting == 'push' else 'import'}.")
             if not opts.dry_run:
-                bookkeeping.append(("baseline", pair))
+                plan.bookkeeping.append(PlannedWrite.of(Write.REBASELINE, Side.LOCAL, pair))
+
+    def record_settled(self, pair: Pair, pull: dict, push: dict) -> None:
+        """A field changed on both sides and settled by the conflict policy is a conflict too: the
+        history says which value was kept and which was discarded."""
+        settled = {name: how for name, how in pair.drift.settled.items()
+                   if (how["kept"] == "remote" and name in pull) or (how["kept"] == "local" and name in push)}
+        if not settled:
+            return
+        kept = {how["kept"] for how in settled.values()}
+        overwritten = Side.LOCAL if kept == {"remote"} else Side.VAPI if kept == {"local"} else ""
+        details = "; ".join(
+            f"{name}: kept {'Vapi' if how['kept'] == 'remote' else 'this app'}'s {how[how['kept']]!r}, "
+            f"discarded {how['local' if how['kept'] == 'remote' else 'remote']!r}"
+            for name, how in sorted(settled.items())
+        )
+        self.recorder.add(
+            self.resource, ChangeAction.CONFLICT, side=overwritten, local_id=pair.local.pk, vapi_id=pair.remote["id"],
+            label=self.label_of(pair.local, pair.remote),
+            before={"local": pair.local_fields, "remote_fields": pair.remote_fields},
+            diff={name: [how["local"], how["remote"]] for name, how in settled.items()},
+            reason=f"Changed on both sides; settled by the conflict policy {self.options.policy}. {details}"[:2000],
+        )
 
     def handle_tombstones(self, records: list[SyncRecord]) -> None:
         for record in records:
@@ -368,165 +499,316 @@ class ResourceSync:
                               label=self.label_of(None, record.remote),
                               reason="Deleted here but still in Vapi; not re-imported. Delete it in Vapi explicitly if wanted.")
 
-    def record_plan(self, local_ops: list, remote_ops: list) -> None:
+    def record_plan(self, plan: Plan) -> None:
         """A dry run records the writes it would make, with the field diff of each."""
-        actions = {"create": ChangeAction.CREATE, "update": ChangeAction.UPDATE, "mark_deleted": ChangeAction.MARK_DELETED}
-        for side, ops in ((Side.LOCAL, local_ops), (Side.VAPI, remote_ops)):
-            for op in ops:
-                kind, pair = op[0], op[1]
-                fields = op[2] if len(op) > 2 else {}
-                if kind == "create":
-                    current = {}
-                    fields = pair.remote_fields if side == Side.LOCAL else pair.local_fields
-                else:
-                    current = pair.local_fields if side == Side.LOCAL else pair.remote_fields
-                self.recorder.add(
-                    self.resource, actions[kind], side=side, local_id=pair.local.pk if pair.local is not None else None,
-                    vapi_id=pair.remote["id"] if pair.remote else None, label=self.label_of(pair.local, pair.remote),
-                    diff=mapping.diff(current or {}, {**(current or {}), **(fields or {})}),
-                    reason="Deleted in Vapi" if kind == "mark_deleted" else "",
-                )
+        for write in [*plan.local, *plan.remote]:
+            pair, fields = write.pair, write.fields
+            if write.kind == Write.CREATE:
+                current = {}
+                fields = pair.remote_fields if write.side == Side.LOCAL else pair.local_fields
+            else:
+                current = pair.local_fields if write.side == Side.LOCAL else pair.remote_fields
+            self.recorder.add(
+                self.resource, _ACTION_OF_WRITE[write.kind], side=write.side,
+                local_id=pair.local.pk if pair.local is not None else None,
+                vapi_id=pair.remote["id"] if pair.remote else None, label=self.label_of(pair.local, pair.remote),
+                diff=mapping.diff(current or {}, {**(current or {}), **(fields or {})}),
+                reason="Deleted in Vapi" if write.kind == Write.MARK_DELETED else "",
+            )
+
+    # -- compare-and-set on local rows ---------------------------------------------------
+    def versions_now(self, pks) -> dict[int, int]:
+        """pk -> version, with the rows locked until the caller's transaction ends (PostgreSQL;
+        SQLite's IMMEDIATE transactions already hold the database's write lock)."""
+        pks, found = list(pks), {}
+        for start in range(0, len(pks), 900):  # SQLite's limit on query parameters
+            found.update(self.model.objects.select_for_update().filter(pk__in=pks[start:start + 900])
+                         .values_list("pk", "version"))
+        return found
+
+    def report_missed(self, write: PlannedWrite, now_version: int | None) -> None:
+        pair = write.pair
+        reason = DELETED_MEANWHILE if now_version is None else CHANGED_MEANWHILE.format(
+            seen=write.seen_version, now=now_version)
+        self.recorder.add(self.resource, ChangeAction.SKIP, side=write.side, local_id=pair.local.pk,
+                          vapi_id=pair.remote["id"] if pair.remote else getattr(pair.local, self.vapi_id_field),
+                          label=self.label_of(pair.local, pair.remote), reason=reason)
 
     # -- apply: local -------------------------------------------------------------------
-    def apply_local_ops(self, ops: list) -> None:
-        creates = [op[1] for op in ops if op[0] == "create"]
-        updates = [op for op in ops if op[0] in ("update", "mark_deleted")]
+    def apply_local_writes(self, writes: list[PlannedWrite]) -> None:
+        creates = [w for w in writes if w.kind == Write.CREATE]
+        updates = [w for w in writes if w.kind in (Write.UPDATE, Write.MARK_DELETED)]
         for start in range(0, len(creates), BATCH_SIZE):
             self._local_batch(creates[start:start + BATCH_SIZE], self._create_locals)
         for start in range(0, len(updates), BATCH_SIZE):
             self._local_batch(updates[start:start + BATCH_SIZE], self._update_locals)
 
-    def _local_batch(self, batch, writer) -> None:
-        pairs = [item if isinstance(item, Pair) else item[1] for item in batch]
-        saved_records = [p.record for p in pairs]
+    def _local_batch(self, batch: list[PlannedWrite], writer) -> None:
+        saved_records = [w.pair.record for w in batch]
+        self.lease.tick()
+        seam("local_write", resource=self.resource, ops=batch)
         try:
             with transaction.atomic(), sync_writes():
+                self.lease.check_in_transaction()
                 results = writer(batch)
         except (DatabaseError, ValueError) as exc:
-            for pair, record in zip(pairs, saved_records):  # undo in-memory effects of the rolled-back batch
-                pair.record = record
+            for write, record in zip(batch, saved_records):  # undo in-memory effects of the rolled-back batch
+                write.pair.record = record
             if len(batch) == 1:
                 self._fail_local(batch[0], exc)
                 return
             # Isolate the bad item: redo this batch one by one, each in its own transaction.
-            for item in batch:
-                self._local_batch([item], writer)
+            for write in batch:
+                self._local_batch([write], writer)
             return
-        for item in results:
-            self._record_local(*item)
+        for result in results:
+            self._record_local(*result)
+        self._advance(len(batch))
 
-    def _fail_local(self, item, exc) -> None:
-        pair = item if isinstance(item, Pair) else item[1]
+    def _fail_local(self, write: PlannedWrite, exc) -> None:
+        pair = write.pair
         label = self.label_of(pair.local, pair.remote)
         self.recorder.add(self.resource, ChangeAction.ERROR, side=Side.LOCAL,
                           local_id=pair.local.pk if pair.local is not None and pair.local.pk else None,
                           vapi_id=pair.remote["id"] if pair.remote else None, label=label, error=_error_text(exc))
         if pair.local is not None and pair.local.pk:
-            self.model.objects.filter(pk=pair.local.pk).update(sync_status=SyncStatus.ERROR, sync_error=_error_text(exc))
+            self.model.objects.filter(pk=pair.local.pk, version=write.seen_version).update(
+                sync_status=SyncStatus.ERROR, sync_error=_error_text(exc)[:2000])
 
-    def _create_locals(self, pairs: list[Pair]) -> list:
+    def _create_locals(self, batch: list[PlannedWrite]) -> list:
         objs = []
-        for pair in pairs:
-            obj = self.new_local(pair.remote, pair.remote_fields)
+        for write in batch:
+            obj = self.new_local(write.pair.remote, write.pair.remote_fields)
             obj.sync_status, obj.last_synced_at, obj.sync_error = SyncStatus.SYNCED, self.now, ""
             objs.append(obj)
         created = self.model.objects.bulk_create(objs, batch_size=BATCH_SIZE)
         records = []
-        for pair, obj in zip(pairs, created):
-            pair.local = obj
+        for write, obj in zip(batch, created):
+            pair = write.pair
+            pair.local, pair.seen_version = obj, obj.version
             pair.local_fields = self.local_fields(obj)
             records.append(self._record_for(pair))
         self._save_records(records)
-        return [(ChangeAction.CREATE, pair, None, pair.local_fields) for pair in pairs]
+        self.after_local_creates([w.pair for w in batch])
+        return [(ChangeAction.CREATE, w.pair, None, w.pair.local_fields, {}) for w in batch]
 
-    def _update_locals(self, ops: list) -> list:
-        results, changed = [], []
-        for op in ops:
-            kind, pair = op[0], op[1]
-            if kind == "mark_deleted":
+    def _update_locals(self, batch: list[PlannedWrite]) -> list:
+        current = self.versions_now(w.pair.local.pk for w in batch)
+        results, content, status_only = [], [], []
+        for write in batch:
+            pair = write.pair
+            now_version = current.get(pair.local.pk)
+            if now_version != write.seen_version:
+                self.report_missed(write, now_version)
+                continue
+            if write.kind == Write.MARK_DELETED:
                 before = {"status": pair.local.sync_status}
                 pair.local.sync_status = SyncStatus.DELETED_REMOTELY
                 pair.local.sync_error = "Deleted in Vapi; not re-created automatically. Push it explicitly to re-create it."
-                changed.append(pair.local)
+                status_only.append(pair.local)
                 if pair.record:
                     pair.record.remote_deleted_at = self.now
                     pair.record.save(update_fields=["remote_deleted_at"])
-                results.append((ChangeAction.MARK_DELETED, pair, before, {"status": SyncStatus.DELETED_REMOTELY}))
+                results.append((ChangeAction.MARK_DELETED, pair, before, {"status": SyncStatus.DELETED_REMOTELY}, {}))
                 continue
-            fields = op[2]
-            before = dict(pair.local_fields)
-            self.apply_local(pair.local, fields, pair.remote)
+            before, before_state = dict(pair.local_fields), self.local_state(pair.local)
+            self.apply_local(pair.local, write.fields, pair.remote)
+            pair.local.version = pair.seen_version = write.seen_version + 1
             pair.local_fields = self.local_fields(pair.local)
             self._mark_synced(pair)
-            changed.append(pair.local)
-            results.append((ChangeAction.UPDATE, pair, before, pair.local_fields))
-        self.model.objects.bulk_update(changed, [*self.local_update_fields, "sync_status", "sync_error", "last_synced_at"])
-        self._save_records([self._record_for(pair) for action, pair, _, _ in results if action == ChangeAction.UPDATE])
+            content.append(pair.local)
+            extra = mapping.diff(before_state, self.local_state(pair.local))
+            results.append((ChangeAction.UPDATE, pair, before, pair.local_fields, extra))
+        if content:
+            self.model.objects.bulk_update(
+                content, [*self.local_update_fields, "sync_status", "sync_error", "last_synced_at", "version"])
+        if status_only:
+            self.model.objects.bulk_update(status_only, ["sync_status", "sync_error", "last_synced_at"])
+        self._save_records([self._record_for(pair) for action, pair, *_ in results if action == ChangeAction.UPDATE])
         return results
 
-    def _record_local(self, action, pair: Pair, before, after) -> None:
+    def _record_local(self, action, pair: Pair, before, after, extra_diff) -> None:
         self.recorder.add(
             self.resource, action, side=Side.LOCAL, local_id=pair.local.pk,
             vapi_id=pair.remote["id"] if pair.remote else getattr(pair.local, self.vapi_id_field),
             label=self.label_of(pair.local, pair.remote),
             before={"local": before} if before is not None else None,
-            after={"local": after},
-            diff=mapping.diff(before or {}, after or {}),
+            # What rollback checks before undoing: the record's version and Vapi's whole document.
+            after={"local": after, "version": pair.local.version,
+                   "remote_sha": mapping.document_hash(pair.remote) if pair.remote else None},
+            diff={**mapping.diff(before or {}, after or {}), **(extra_diff or {})},
         )
 
     # -- apply: Vapi --------------------------------------------------------------------
-    def apply_remote_ops(self, ops: list) -> None:
-        if not ops:
-            return
-        done = 0
-
-        def call(op):
-            kind, pair, fields = op
-            if kind == "create":
-                return self.create_remote(pair)
-            return self.push(pair, fields)
-
-        # In chunks: each chunk's results are saved before the next starts (a crash loses
-        # little), and progress between chunks renews the sync lease during a long push.
-        for start in range(0, len(ops), PUSH_CHUNK):
+    def apply_remote_writes(self, writes: list[PlannedWrite]) -> None:
+        queue = list(writes)
+        while queue:
+            chunk, queue = queue[:REMOTE_CHUNK], queue[REMOTE_CHUNK:]
+            self.lease.tick()
+            self.lease.check()
+            chunk = self._locally_unchanged(chunk)
+            seam("remote_chunk", resource=self.resource, ops=chunk)
+            chunk = self._still_current(chunk)
+            creates = [w for w in chunk if w.kind == Write.CREATE]
+            if creates and (self.options.uncertain or not self.listing_complete):
+                try:
+                    self._look_for_earlier_creates(creates)
+                except VapiError as exc:  # cannot tell whether they exist already: create none of them now
+                    for write in creates:
+                        self._fail_remote(write, exc)
+                    chunk = [w for w in chunk if w.kind != Write.CREATE]
+            if not chunk:
+                continue
             finished = []
-            for op, doc, exc in self.client.map_concurrent(call, ops[start:start + PUSH_CHUNK]):
-                kind, pair, fields = op
-                done += 1
+            for write, doc, exc in self._in_parallel(self._remote_call, chunk):
                 if exc is not None:
-                    self._fail_remote(pair, kind, exc)
+                    self._fail_remote(write, exc)
                 elif doc is not None:
-                    finished.append((kind, pair, doc))
+                    finished.append((write, doc))
             if finished:
                 self._finish_remote_batch(finished)
-            self.progress(done=done)
+            self._advance(len(chunk))
+            if not self.lease.alive():
+                raise LeaseLost(f"The sync lease was lost ({self.lease.lost_reason}); stopped before writing more. "
+                                "Run the sync again to finish.")
 
-    def _fail_remote(self, pair: Pair, kind: str, exc: Exception) -> None:
+    def _locally_unchanged(self, chunk: list[PlannedWrite]) -> list[PlannedWrite]:
+        """Drop the writes whose record was written here since it was read (it is pushed from
+        what it is now by the next run; the save that changed it put it in the outbox)."""
+        pks = [w.pair.local.pk for w in chunk]
+        current = dict(self.model.objects.filter(pk__in=pks).values_list("pk", "version"))
+        keep = []
+        for write in chunk:
+            write.seen_version = write.pair.seen_version  # after this run's own local writes
+            if current.get(write.pair.local.pk) == write.seen_version:
+                keep.append(write)
+            else:
+                self.report_missed(write, current.get(write.pair.local.pk))
+        return keep
+
+    def _remote_call(self, write: PlannedWrite):
+        self.lease.check()  # in the worker thread, right before the request: no write after the lease is gone
+        seam("remote_write", resource=self.resource, op=write)
+        if write.kind == Write.CREATE:
+            return self.create_remote(write.pair)
+        return self.push(write.pair, write.fields)
+
+    def _in_parallel(self, fn, items):
+        """(item, result, exception) as each call finishes; the lease is renewed while waiting."""
+        workers = max(1, min(getattr(self.client, "max_concurrency", 4), len(items)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vapisync-write") as pool:
+            futures = {pool.submit(fn, item): item for item in items}
+            waiting = set(futures)
+            while waiting:
+                done, waiting = wait(waiting, timeout=TICK_SECONDS, return_when=FIRST_COMPLETED)
+                self.lease.tick()
+                for future in done:
+                    exc = future.exception()
+                    yield futures[future], (None if exc else future.result()), exc
+
+    def _still_current(self, chunk: list[PlannedWrite]) -> list[PlannedWrite]:
+        """Before PATCHing from the plan's copy of a document: if that copy is older than
+        `recheck_seconds`, list what changed in Vapi since (one delta request; Vapi's own clock)
+        and plan again the records whose document moved."""
+        updates = [w for w in chunk if w.kind == Write.UPDATE and w.pair.remote is not None]
+        if not updates or time.monotonic() - self.remote_read_at < self.options.recheck_seconds:
+            return chunk
+        anchor = mapping.remote_updated_at({"updatedAt": self.remote_anchor}) if self.remote_anchor else None
+        since = anchor - timedelta(milliseconds=1) if anchor else None
+        checked_at = time.monotonic()
+        moved = {}
+        wanted = {w.pair.remote["id"] for w in updates}
+        for doc in self._listed(self.list_remote(since)):
+            if doc.get("updatedAt") and doc["updatedAt"] > self.remote_anchor:
+                self.remote_anchor = doc["updatedAt"]
+            if doc["id"] in wanted:
+                moved[doc["id"]] = doc
+        self.remote_read_at = checked_at
+        keep, replanned = [], Plan()
+        for write in chunk:
+            doc = moved.get(write.pair.remote["id"]) if write in updates else None
+            if doc is None or doc.get("updatedAt") == write.seen_remote_at:
+                keep.append(write)
+                continue
+            # Vapi changed this document after the plan read it: decide again from the fresh copy.
+            pair = write.pair
+            pair.remote = doc
+            self.decide(pair)
+            self.route(pair, replanned)
+        self.apply_local_writes(replanned.local)
+        self.save_bookkeeping(replanned.bookkeeping)
+        for write in replanned.remote:
+            write.seen_remote_at = write.pair.remote.get("updatedAt")
+        return keep + replanned.remote
+
+    def _look_for_earlier_creates(self, creates: list[PlannedWrite]) -> None:
+        """Hook: find copies an earlier, uncertain create already made (assistants override)."""
+
+    def _fail_remote(self, write: PlannedWrite, exc: Exception) -> None:
+        pair, kind = write.pair, write.kind
         message = _error_text(exc)
         self.recorder.add(self.resource, ChangeAction.ERROR, side=Side.VAPI, local_id=pair.local.pk,
                           vapi_id=pair.remote["id"] if pair.remote else None, label=self.label_of(pair.local, pair.remote),
-                          error=message, reason=f"{kind} in Vapi failed", retryable=getattr(exc, "retryable", False))
-        self.model.objects.filter(pk=pair.local.pk).update(sync_status=SyncStatus.ERROR, sync_error=message[:2000])
+                          error=message, reason=f"{kind} in Vapi failed",
+                          retryable=isinstance(exc, LeaseLost) or getattr(exc, "retryable", False))
+        if isinstance(exc, LeaseLost):
+            return  # nothing was sent: the record stays as it is for the next run
+        # Only over the version the plan saw: a fix saved meanwhile stays pending and is pushed.
+        self.model.objects.filter(pk=pair.local.pk, version=write.seen_version).update(
+            sync_status=SyncStatus.ERROR, sync_error=message[:2000])
 
     def _finish_remote_batch(self, finished: list) -> None:
         with transaction.atomic(), sync_writes():
+            self.lease.check_in_transaction()
+            current = self.versions_now(w.pair.local.pk for w, _ in finished)
             objs, records = [], []
-            for kind, pair, doc in finished:
+            for write, doc in finished:
+                pair = write.pair
                 before_remote = pair.remote
                 pair.remote = doc
                 pair.remote_fields = self.remote_fields(doc)
-                setattr(pair.local, self.vapi_id_field, doc["id"])
-                self._mark_synced(pair)
-                objs.append(pair.local)
-                records.append(self._record_for(pair))
+                now_version = current.get(pair.local.pk)
+                action = ChangeAction.CREATE if write.kind == Write.CREATE else ChangeAction.UPDATE
+                reason = ""
+                if now_version is None:
+                    # Deleted here while the write was in flight: Vapi has it, so keep it listed as
+                    # "deleted here, still in Vapi" (a tombstone naming this very document).
+                    self._keep_tombstone(pair, doc)
+                    reason = DELETED_MEANWHILE.replace("nothing written to it", "kept as deleted here, still in Vapi")
+                else:
+                    relink = getattr(pair.local, self.vapi_id_field) != doc["id"]
+                    setattr(pair.local, self.vapi_id_field, doc["id"])
+                    # The baseline is what was pushed: both sides agreed on it when Vapi answered.
+                    records.append(self._record_for(pair))
+                    if now_version == write.seen_version:
+                        self._mark_synced(pair)
+                        objs.append(pair.local)
+                    else:
+                        reason = CHANGED_MEANWHILE.format(seen=write.seen_version, now=now_version)
+                        if relink:
+                            # The link is the sync's own column: written even though a person edited
+                            # the record meanwhile, or the next push would create a second copy.
+                            self.model.objects.filter(pk=pair.local.pk).update(**{self.vapi_id_field: doc["id"]})
                 self.recorder.add(
-                    self.resource, ChangeAction.CREATE if kind == "create" else ChangeAction.UPDATE, side=Side.VAPI,
-                    local_id=pair.local.pk, vapi_id=doc["id"], label=self.label_of(pair.local, doc),
-                    before={"remote": before_remote} if before_remote else None, after={"remote": doc},
+                    self.resource, action, side=Side.VAPI, local_id=pair.local.pk, vapi_id=doc["id"],
+                    label=self.label_of(pair.local, doc), reason=reason,
+                    before={"remote": before_remote} if before_remote else None,
+                    after={"remote": doc, "version": write.seen_version},
                     diff=mapping.diff(self.remote_fields(before_remote) if before_remote else {}, pair.remote_fields),
                 )
-            self.model.objects.bulk_update(objs, [self.vapi_id_field, "sync_status", "sync_error", "last_synced_at"])
+            if objs:
+                self.model.objects.bulk_update(objs, [self.vapi_id_field, "sync_status", "sync_error", "last_synced_at"])
             self._save_records(records)
+
+    def _keep_tombstone(self, pair: Pair, doc: dict) -> None:
+        record = SyncRecord.objects.filter(resource=self.resource, vapi_id=doc["id"]).first()
+        if record is None:
+            record = SyncRecord(resource=self.resource, vapi_id=doc["id"], baseline=pair.local_fields or {})
+        record.local_id = pair.local.pk
+        record.local_deleted_at = record.local_deleted_at or self.now
+        record.remote, record.remote_updated_at = doc, mapping.remote_updated_at(doc)
+        record.remote_deleted_at = None
+        record.save()
 
     # -- bookkeeping --------------------------------------------------------------------
     def _mark_synced(self, pair: Pair) -> None:
@@ -560,38 +842,56 @@ class ResourceSync:
             SyncRecord.objects.bulk_create(new, batch_size=BATCH_SIZE)
         if old:
             SyncRecord.objects.bulk_update(
-                old, ["local_id", "baseline", "baseline_hash", "remote", "remote_updated_at", "synced_at",
+                old, ["vapi_id", "local_id", "baseline", "baseline_hash", "remote", "remote_updated_at", "synced_at",
                       "local_deleted_at", "remote_deleted_at"], batch_size=BATCH_SIZE,
             )
 
-    def save_bookkeeping(self, items: list) -> None:
-        """Baselines for pairs already equal; statuses. Writes only what actually differs."""
-        records, status_changes = [], []
-        for item in items:
-            if item[0] == "status":
-                _, pair, status, message = item
-                pair.local.sync_status, pair.local.sync_error = status, message
-                status_changes.append(pair.local)
-                continue
-            pair = item[1]
-            record = pair.record
-            stale_record = (
-                record is None
-                or record.local_id != pair.local.pk
-                or record.remote_updated_at != mapping.remote_updated_at(pair.remote)
-                or record.baseline != baseline_after(pair.local_fields, pair.remote_fields, record.baseline)
-                or record.remote_deleted_at is not None
-            )
-            if stale_record:
-                records.append(self._record_for(pair))
-            in_sync = pair.local_fields == pair.remote_fields
-            if in_sync and (pair.local.sync_status != SyncStatus.SYNCED or getattr(pair.local, self.vapi_id_field) != pair.remote["id"]):
-                setattr(pair.local, self.vapi_id_field, pair.remote["id"])
-                pair.local.sync_status, pair.local.sync_error, pair.local.last_synced_at = SyncStatus.SYNCED, "", self.now
-                status_changes.append(pair.local)
+    def save_bookkeeping(self, writes: list[PlannedWrite]) -> None:
+        """Baselines for pairs already equal; statuses. Writes only what actually differs, and only
+        to records nobody wrote since the plan read them."""
+        needed = [w for w in writes if w.kind == Write.STATUS or self._bookkeeping_differs(w.pair)]
+        for start in range(0, len(needed), BATCH_SIZE):
+            self._bookkeeping_batch(needed[start:start + BATCH_SIZE])
+
+    def _bookkeeping_differs(self, pair: Pair) -> bool:
+        record = pair.record
+        stale_record = (
+            record is None
+            or record.local_id != pair.local.pk
+            or record.remote_updated_at != mapping.remote_updated_at(pair.remote)
+            or record.baseline != baseline_after(pair.local_fields, pair.remote_fields, record.baseline)
+            or record.remote_deleted_at is not None
+        )
+        in_sync = pair.local_fields == pair.remote_fields
+        return stale_record or (in_sync and (pair.local.sync_status != SyncStatus.SYNCED
+                                             or getattr(pair.local, self.vapi_id_field) != pair.remote["id"]))
+
+    def _bookkeeping_batch(self, writes: list[PlannedWrite]) -> None:
         with transaction.atomic(), sync_writes():
-            for start in range(0, len(records), BATCH_SIZE):
-                self._save_records(records[start:start + BATCH_SIZE])
+            self.lease.check_in_transaction()
+            current = self.versions_now(w.pair.local.pk for w in writes)
+            records, status_changes = [], []
+            for write in writes:
+                pair = write.pair
+                if current.get(pair.local.pk) != pair.seen_version:
+                    continue  # someone wrote it since: the next run settles it from what it is now
+                if write.kind == Write.STATUS:
+                    pair.local.sync_status, pair.local.sync_error = write.status
+                    status_changes.append(pair.local)
+                    continue
+                record = pair.record
+                if (record is None or record.local_id != pair.local.pk
+                        or record.remote_updated_at != mapping.remote_updated_at(pair.remote)
+                        or record.baseline != baseline_after(pair.local_fields, pair.remote_fields, record.baseline)
+                        or record.remote_deleted_at is not None):
+                    records.append(self._record_for(pair))
+                if pair.local_fields == pair.remote_fields and (
+                        pair.local.sync_status != SyncStatus.SYNCED
+                        or getattr(pair.local, self.vapi_id_field) != pair.remote["id"]):
+                    setattr(pair.local, self.vapi_id_field, pair.remote["id"])
+                    pair.local.sync_status, pair.local.sync_error, pair.local.last_synced_at = SyncStatus.SYNCED, "", self.now
+                    status_changes.append(pair.local)
+            self._save_records(records)
             if status_changes:
                 self.model.objects.bulk_update(
                     status_changes, [self.vapi_id_field, "sync_status", "sync_error", "last_synced_at"], batch_size=BATCH_SIZE
@@ -609,12 +909,18 @@ class ResourceSync:
 
 # --- Assistants <-> agents ---------------------------------------------------------------
 
+CLOCK_SKEW = timedelta(minutes=5)  # between this machine and Vapi, when asking what was created since
+
+
 
 class AssistantSync(ResourceSync):
     resource = Resource.ASSISTANTS
     model = Agent
     vapi_id_field = "vapi_assistant_id"
     local_update_fields = mapping.ASSISTANT_FIELDS
+
+    def prepare(self):
+        self.earlier_creates: dict[str, dict] = {}
 
     def list_remote(self, updated_since):
         return self.client.iter_assistants(updated_since=updated_since)
@@ -656,14 +962,9 @@ class AssistantSync(ResourceSync):
 
     def create_remote(self, pair: Pair) -> dict:
         agent = pair.local
-        if not self.listing_complete:
-            # A selective push has not seen Vapi's full list: an earlier create whose answer
-            # was lost (timeout, crash) would not have been matched by its marker. Look first.
-            found = self.client.find_assistant_by_metadata(
-                mapping.MARKER_KEY, str(agent.uuid), created_since=agent.created_at
-            )
-            if found is not None:
-                return found
+        found = self.earlier_creates.get(str(agent.uuid))
+        if found is not None:
+            return found  # an earlier create whose answer was lost made it: adopt it
         payload = mapping.assistant_create_payload(pair.local_fields, marker=str(agent.uuid))
         sent_at = timezone.now()
         try:
@@ -676,6 +977,38 @@ class AssistantSync(ResourceSync):
             if found is None:
                 raise
             return found
+
+    def _look_for_earlier_creates(self, creates):
+        """A run that has not seen Vapi's full list since the last uncertain moment (a selective
+        push, a lease taken over, an earlier push that did not finish) looks for copies carrying
+        the markers of the agents it is about to create: one listing of what was created since the
+        oldest of them, instead of a second assistant each."""
+        since = min(w.pair.local.created_at for w in creates) - CLOCK_SKEW
+        wanted = {str(w.pair.local.uuid) for w in creates}
+        for doc in self.client.iter_assistants(created_since=since):
+            marker = str((doc.get("metadata") or {}).get(mapping.MARKER_KEY) or "")
+            if marker in wanted:
+                self.earlier_creates[marker] = doc
+
+    def after_local_creates(self, pairs):
+        """Numbers imported before their assistant wait with its Vapi id: link them now, in this run."""
+        by_vapi_id = {p.remote["id"]: p.local.pk for p in pairs if p.remote is not None}
+        if not by_vapi_id:
+            return
+        waiting = list(PhoneNumber.objects.select_for_update().filter(
+            vapi_assistant_id__in=list(by_vapi_id), agent__isnull=True))
+        for phone in waiting:
+            agent_id = by_vapi_id[phone.vapi_assistant_id]
+            # A bookkeeping-free content write: moves the version, so a person's stale copy cannot undo it.
+            if PhoneNumber.objects.filter(pk=phone.pk, version=phone.version).update(
+                    agent_id=agent_id, version=phone.version + 1):
+                self.recorder.add(
+                    Resource.PHONE_NUMBERS, ChangeAction.UPDATE, side=Side.LOCAL, local_id=phone.pk,
+                    vapi_id=phone.vapi_phone_id, label=str(phone),
+                    before={"local": {"agent": None}}, after={"local": {"agent": agent_id}, "version": phone.version + 1},
+                    diff={"agent": [None, agent_id]},
+                    reason=f"Linked to the agent imported for assistant {phone.vapi_assistant_id}.",
+                )
 
     def push(self, pair: Pair, fields: dict) -> dict | None:
         body = mapping.assistant_update_payload(fields, pair.remote)
@@ -750,6 +1083,7 @@ class PhoneNumberSync(ResourceSync):
         return phone
 
     def apply_local(self, obj, fields, doc):
+        obj.keep_number_as_given = True  # Vapi's number as Vapi holds it, even where it is not E.164
         for name in ("number", "sip_uri", "name", "provider"):
             if name in fields:
                 setattr(obj, name, fields[name] if name == "number" else (fields[name] or ""))
@@ -760,12 +1094,15 @@ class PhoneNumberSync(ResourceSync):
             obj.agent_id = self.agent_by_vapi_id.get(fields["assistant_id"]) if fields["assistant_id"] else None
         obj.vapi_phone_id = doc["id"]
 
-    def route(self, pair, local_ops, remote_ops, bookkeeping):
+    def local_state(self, obj) -> dict:
+        return {"agent": obj.agent_id}
+
+    def route(self, pair, plan):
         # An assistantId naming an assistant imported since: link the agent now.
         if pair.local is not None and pair.remote is not None and self.options.pull and not pair.local.agent_id:
             assistant_id = pair.local.vapi_assistant_id
             if assistant_id and assistant_id in self.agent_by_vapi_id and pair.drift and pair.drift.clean:
-                local_ops.append(("update", pair, {"assistant_id": assistant_id}))
+                plan.local.append(PlannedWrite.of(Write.UPDATE, Side.LOCAL, pair, {"assistant_id": assistant_id}))
                 return
         if pair.local is not None and pair.remote is None and not pair.remote_gone:
             self.recorder.add(
@@ -773,7 +1110,7 @@ class PhoneNumberSync(ResourceSync):
                 reason="Not in Vapi: buy or import this number in Vapi's dashboard, then run an import to link it.",
             )
             return
-        super().route(pair, local_ops, remote_ops, bookkeeping)
+        super().route(pair, plan)
 
     def create_remote(self, pair):  # never reached: numbers are bought in Vapi's dashboard
         return None

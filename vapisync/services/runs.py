@@ -14,8 +14,8 @@ from django.utils import timezone
 from vapisync.conf import vapi_settings
 from vapisync.exceptions import SyncAlreadyRunning, VapiError, VapiNotConfigured, VapiSyncError
 from vapisync.models import ACTIVE_STATUSES, ChangeAction, Direction, Resource, RunStatus, Side, SyncRecord, SyncRun, Trigger
-from vapisync.services.engine import RESOURCE_ORDER, RESOURCE_SYNCS, Recorder, RunOptions
-from vapisync.services.locks import lock_acquire, lock_holder, lock_release, lock_renew, lock_ttl
+from vapisync.services.engine import RESOURCE_ORDER, RESOURCE_SYNCS, Recorder, RunOptions, Unfenced
+from vapisync.services.locks import Lease, LeaseLost, lock_holder, lock_release, lock_take, lock_ttl
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +73,13 @@ def sync_run_create(
             delta=delta, selection=selection, rollback_of=rollback_of,
             counts={r: {} for r in resources},
         )
-        if not dry_run and not lock_acquire(owner=_owner(run)):
+        taken = None if dry_run else lock_take(owner=_owner(run))
+        if not dry_run and taken is None:
             holder = _running_run_id()
             transaction.set_rollback(True)  # no trace of the refused run
             raise SyncAlreadyRunning(holder)
+        if taken == "taken_over":  # the previous holder's lease expired mid-run: it may have half-written
+            SyncRun.objects.filter(pk=run.pk).update(progress={"lease": "taken_over"})
     _reap_interrupted_runs(exclude=run.pk)
     return run
 
@@ -97,8 +100,9 @@ def _reap_interrupted_runs(*, exclude: int) -> None:
 class _Progress:
     """Saves progress and renews the lock at most every HEARTBEAT_SECONDS."""
 
-    def __init__(self, run: SyncRun, listener=None):
+    def __init__(self, run: SyncRun, listener=None, lease=None):
         self.run = run
+        self.lease = lease or Unfenced()
         self.state = {}
         self.last = 0.0
         self.listener = listener  # e.g. the command's progress bar; told of every report
@@ -115,11 +119,26 @@ class _Progress:
             return
         self.last = now
         SyncRun.objects.filter(pk=self.run.pk).update(progress=dict(self.state), heartbeat_at=timezone.now())
-        if not self.run.dry_run:
-            lock_renew(owner=_owner(self.run))
+        self.lease.tick()
 
 
-def _options(run: SyncRun) -> RunOptions:
+PUSH_DIRECTIONS = (Direction.EXPORT, Direction.FULL, Direction.RESOLVE, Direction.ROLLBACK)
+UNCERTAIN_WINDOW_DAYS = 7
+
+
+def _uncertain(run: SyncRun, *, taken_over: bool) -> bool:
+    """Whether an earlier push may have half-happened (so creates must look for their marker first):
+    the lease was taken over from a holder that stopped renewing it, or a recent push run did not
+    finish cleanly."""
+    if taken_over:
+        return True
+    since = timezone.now() - timezone.timedelta(days=UNCERTAIN_WINDOW_DAYS)
+    unfinished = SyncRun.objects.filter(dry_run=False, direction__in=PUSH_DIRECTIONS, created_at__gte=since).exclude(
+        pk=run.pk).exclude(status=RunStatus.SUCCEEDED)
+    return unfinished.exists()
+
+
+def _options(run: SyncRun, *, lease=None, taken_over: bool = False) -> RunOptions:
     conf = vapi_settings()
     pull = run.direction in (Direction.IMPORT, Direction.FULL, Direction.RESOLVE)
     push = run.direction in (Direction.EXPORT, Direction.FULL, Direction.RESOLVE)
@@ -132,6 +151,9 @@ def _options(run: SyncRun) -> RunOptions:
         recreate_deleted=run.trigger in (Trigger.API, Trigger.ADMIN, Trigger.CLI),
         local_ids=run.selection.get("local_ids") or {},
         vapi_ids=run.selection.get("vapi_ids") or {},
+        uncertain=not run.dry_run and _uncertain(run, taken_over=taken_over),
+        lease=lease or Unfenced(),
+        recheck_seconds=conf.remote_recheck_seconds,
     )
 
 
@@ -142,23 +164,30 @@ def sync_run_execute(*, run_id: int, client=None, progress=None) -> SyncRun:
     run = SyncRun.objects.get(pk=run_id)
     if run.status not in ACTIVE_STATUSES:
         return run
-    if not run.dry_run and not lock_acquire(owner=_owner(run)):
+    taken = None if run.dry_run else lock_take(owner=_owner(run))
+    if not run.dry_run and taken is None:
         return _finish(run, RunStatus.FAILED, message=f"Another sync (run {_running_run_id()}) took over; this one did not run.")
+    taken_over = taken == "taken_over" or (run.progress or {}).get("lease") == "taken_over"
     run.status, run.started_at, run.heartbeat_at = RunStatus.RUNNING, run.started_at or timezone.now(), timezone.now()
     run.save(update_fields=["status", "started_at", "heartbeat_at"])
     recorder = Recorder(run, dry_run=run.dry_run)
-    progress = _Progress(run, listener=progress)
+    lease = Unfenced()
     fatal = None
     try:
         client = client or sync_client()
+        if not run.dry_run:
+            # Stop writing one request's time before the lease could expire (a request in flight may land late).
+            margin = sum(getattr(client, "timeout", (5.0, 30.0)))
+            lease = Lease(owner=_owner(run), margin=margin)
+        progress = _Progress(run, listener=progress, lease=lease)
         if run.direction == Direction.ROLLBACK:
             from vapisync.services.rollback import rollback_apply
 
-            rollback_apply(run=run, client=client, recorder=recorder)
+            rollback_apply(run=run, client=client, recorder=recorder, lease=lease)
         elif run.direction == Direction.DELETE:
             assistants_delete_apply(run=run, client=client, recorder=recorder)
         else:
-            options = _options(run)
+            options = _options(run, lease=lease, taken_over=taken_over)
             for resource in RESOURCE_ORDER:
                 if resource not in run.resources:
                     continue
@@ -170,6 +199,9 @@ def sync_run_execute(*, run_id: int, client=None, progress=None) -> SyncRun:
                     fatal = fatal or str(exc)
             if options.delete_remote and Resource.ASSISTANTS in run.resources and not run.dry_run:
                 _delete_tombstoned_assistants(run=run, client=client, recorder=recorder)
+    except LeaseLost as exc:
+        fatal = str(exc)
+        recorder.errors.append({"message": fatal, "retryable": True})
     except VapiSyncError as exc:
         fatal = str(exc)
         recorder.errors.append({"message": fatal})
