@@ -15,7 +15,7 @@ from e2e.stack import Stack, StackError, wait_until
 
 MARKER_KEY = "globalvoiceAgentUuid"  # the create marker the issue asks for (VAPI-NOTES §1 #10)
 ACTIVE = ("queued", "running")
-FINAL = ("succeeded", "partial", "failed")
+FINAL = ("succeeded", "partial", "failed", "interrupted")
 
 
 # --- Runs through the API ---------------------------------------------------------------

@@ -211,6 +211,16 @@ VAPI_SYNC_RECONCILE_AFTER = env.float("VAPI_SYNC_RECONCILE_AFTER", default=60.0)
 VAPI_SYNC_LOCK_TTL = env.float("VAPI_SYNC_LOCK_TTL", default=600.0)
 # Before PATCHing from a copy of a Vapi document older than this, ask Vapi what changed since.
 VAPI_SYNC_RECHECK_SECONDS = env.float("VAPI_SYNC_RECHECK_SECONDS", default=1.0)
+# After connection failures (refused, DNS, TLS, timeouts) pages and status fail fast for this long.
+VAPI_CIRCUIT_BREAKER_SECONDS = env.float("VAPI_CIRCUIT_BREAKER_SECONDS", default=30.0)
+# Seconds a request a person waits on (status check, health, inline dry run) may take; no retries.
+VAPI_INTERACTIVE_TIMEOUT = env.float("VAPI_INTERACTIVE_TIMEOUT", default=3.0)
+# Without a broker, runs started from the API or the admin execute in a background thread of the
+# web process ("thread"); "after_response" runs them in the request's thread after its response
+# (the test suite only: see vapisync/services/background.py).
+VAPI_SYNC_BACKGROUND = env.str("VAPI_SYNC_BACKGROUND", default="thread")
+# The stored status (Vapi counts, drift) is shown as out of date after this many seconds.
+VAPI_SYNC_STATUS_MAX_AGE = env.float("VAPI_SYNC_STATUS_MAX_AGE", default=900.0)
 
 # --- Celery -----------------------------------------------------------------------
 # Without a broker, tasks run in-process right after the transaction commits.

@@ -10,6 +10,9 @@ def liveness(request):
     return JsonResponse({"status": "ok"})
 
 
+# The project has no public site, only the admin and the API: no "View site" link leading to a 404.
+admin.site.site_url = None
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/vapi-sync/", include("vapisync.api.urls")),

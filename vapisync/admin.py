@@ -4,7 +4,9 @@
   conflicts, deletions, run history. Listed in the admin index through the `Sync` proxy model.
 - Sync runs: read-only history with each run's changes and errors, and a rollback per run.
 - Agents and phone numbers: the domain apps' admins, subclassed and re-registered here (the
-  domain apps never import vapisync) with sync actions and a coloured sync status.
+  domain apps never import vapisync) with sync actions, a coloured sync status, the stored Vapi
+  document (secrets masked), a link to Vapi's dashboard and "Compare with Vapi now".
+- Webhook events: read-only, filterable, with "Process again" (modelled on dj-stripe's).
 
 Every entry point validates, calls one service from vapisync.services, and reports through
 message_user; VapiSyncError never becomes a 500. Syncs start only from CSRF-protected POSTs.
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 from functools import update_wrapper
 
+import json
+
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
@@ -21,6 +25,7 @@ from django.core.paginator import Paginator
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from agents.admin import AgentAdmin
@@ -29,9 +34,27 @@ from phonenumbers_app.admin import PhoneNumberAdmin
 from phonenumbers_app.models import PhoneNumber
 from vapisync import admin_views as views
 from vapisync.exceptions import RollbackNotPossible, VapiSyncError
-from vapisync.models import ChangeAction, Direction, Resource, Sync, SyncChange, SyncRun
+from vapisync.models import ChangeAction, Direction, Resource, Sync, SyncChange, SyncRun, WebhookEvent
+from vapisync.services import compare
 
 ADMIN_CSS = {"all": ("vapisync/admin.css",)}
+SECONDS = "%Y-%m-%d %H:%M:%S"  # several runs a minute: times always show seconds
+
+
+def local_time(value) -> str:
+    return timezone.localtime(value).strftime(SECONDS) if value else "—"
+
+
+def stacked_time(value):
+    """Date over time: narrow enough for list columns."""
+    if not value:
+        return "—"
+    date, _, time = local_time(value).partition(" ")
+    return format_html('<span class="vs-nowrap">{}</span><div class="quiet vs-nowrap">{}</div>', date, time)
+
+
+def json_block(document) -> str:
+    return format_html('<pre class="vs-json">{}</pre>', json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True))
 
 
 def _wrap(model_admin, view, *, methods=("GET", "HEAD")):
@@ -82,6 +105,7 @@ class SyncPageAdmin(RunSyncPermissionMixin, admin.ModelAdmin):
             path("run/", _wrap(self, views.sync_run_view, methods=("POST",)), name=f"{name}_run"),
             path("resolve/", _wrap(self, views.conflict_resolve_view, methods=("POST",)), name=f"{name}_resolve"),
             path("delete-in-vapi/", _wrap(self, views.delete_in_vapi_view, methods=("GET", "HEAD", "POST")), name=f"{name}_delete_in_vapi"),
+            path("check/", _wrap(self, views.status_check_view, methods=("POST",)), name=f"{name}_check"),
             path("status.json", _wrap(self, views.status_json_view), name=f"{name}_status_json"),
             path("runs/active.json", _wrap(self, views.active_run_json_view), name=f"{name}_active_json"),
             path("runs/<int:run_id>.json", _wrap(self, views.run_json_view), name=f"{name}_run_json"),
@@ -97,7 +121,7 @@ class SyncRunAdmin(RunSyncPermissionMixin, admin.ModelAdmin):
 
     change_form_template = "admin/vapisync/syncrun/change_form.html"
     change_list_template = "admin/vapisync/syncrun/change_list.html"
-    list_display = ("run_link", "created_at", "direction_display", "trigger_display", "status_badge",
+    list_display = ("run_link", "created_display", "direction_display", "trigger_display", "status_badge",
                     "counts_summary", "duration")
     list_display_links = None
     list_filter = ("status", "direction", "trigger", "dry_run")
@@ -108,12 +132,12 @@ class SyncRunAdmin(RunSyncPermissionMixin, admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("what", "status_badge", "resources_display", "dry_run", "trigger", "user",
                            "selection_display", "rollback_of_link", "rollbacks_display")}),
-        ("Timing", {"fields": ("created_at", "started_at", "finished_at", "duration")}),
+        ("Timing", {"fields": ("created_display", "started_display", "finished_display", "duration")}),
         ("Outcome", {"fields": ("message", "counts_table", "errors_display")}),
     )
     readonly_fields = ("what", "status_badge", "resources_display", "dry_run", "trigger", "user",
-                       "selection_display", "rollback_of_link", "rollbacks_display", "created_at", "started_at",
-                       "finished_at", "duration", "message", "counts_table", "errors_display")
+                       "selection_display", "rollback_of_link", "rollbacks_display", "created_display",
+                       "started_display", "finished_display", "duration", "message", "counts_table", "errors_display")
     changes_per_page = 100
 
     class Media:
@@ -140,6 +164,18 @@ class SyncRunAdmin(RunSyncPermissionMixin, admin.ModelAdmin):
     def run_link(self, run):
         return format_html('<a href="{}">{}</a>', views.run_url(run), run.pk)
 
+    @admin.display(description="Created", ordering="created_at")
+    def created_display(self, run):
+        return local_time(run.created_at)
+
+    @admin.display(description="Started")
+    def started_display(self, run):
+        return local_time(run.started_at)
+
+    @admin.display(description="Finished")
+    def finished_display(self, run):
+        return local_time(run.finished_at)
+
     @admin.display(description="What", ordering="direction")
     def direction_display(self, run):
         return views.run_what(run)
@@ -164,9 +200,7 @@ class SyncRunAdmin(RunSyncPermissionMixin, admin.ModelAdmin):
 
     @admin.display(description="Result")
     def counts_summary(self, run):
-        if run.is_active:
-            return "…"
-        return views.counts_text(views.counts_total(run.counts), dry_run=run.dry_run)
+        return views.run_summary(run)
 
     @admin.display(description="Duration")
     def duration(self, run):
@@ -281,6 +315,102 @@ class SyncRunAdmin(RunSyncPermissionMixin, admin.ModelAdmin):
         return TemplateResponse(request, "admin/vapisync/rollback_confirmation.html", context)
 
 
+# --- Webhook events -----------------------------------------------------------------------------
+
+
+class ProcessedFilter(admin.SimpleListFilter):
+    title = "processed"
+    parameter_name = "processed"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "Yes"), ("no", "No, waiting"))
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(processed_at__isnull=self.value() == "no")
+        return queryset
+
+
+class ErrorFilter(admin.SimpleListFilter):
+    title = "error"
+    parameter_name = "has_error"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "With an error"), ("no", "Without"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(error="")
+        if self.value() == "no":
+            return queryset.filter(error="")
+        return queryset
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(RunSyncPermissionMixin, admin.ModelAdmin):
+    """What Vapi sent, as received: never edited (it is evidence), only processed again."""
+
+    list_display = ("received_display", "message_type", "state_badge", "assistant_id", "phone_number_id",
+                    "duplicates", "processed_display", "error_short")
+    list_filter = ("message_type", ProcessedFilter, ErrorFilter)
+    search_fields = ("=assistant_id", "=phone_number_id", "=body_sha256", "error")
+    date_hierarchy = "received_at"
+    list_per_page = 100
+    actions = ("process_again",)
+    fields = ("received_display", "message_type", "state_badge", "assistant_id", "phone_number_id", "duplicates",
+              "processed_display", "error", "body_sha256", "payload_display")
+    readonly_fields = fields
+
+    class Media:
+        css = ADMIN_CSS
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Received", ordering="received_at")
+    def received_display(self, event):
+        return local_time(event.received_at)
+
+    @admin.display(description="Processed", ordering="processed_at")
+    def processed_display(self, event):
+        return local_time(event.processed_at)
+
+    @admin.display(description="State")
+    def state_badge(self, event):
+        if event.error:
+            return views.badge("err", "Failed" if event.processed_at else "Error, waiting")
+        return views.badge("ok", "Processed") if event.processed_at else views.badge("info", "Waiting")
+
+    @admin.display(description="Error")
+    def error_short(self, event):
+        return views.short(event.error, 120) if event.error else "—"
+
+    @admin.display(description="Payload")
+    def payload_display(self, event):
+        return json_block(compare.mask_secrets(event.payload))
+
+    @admin.action(description="Process again", permissions=("run_sync",))
+    def process_again(self, request, queryset):
+        """Mark the events waiting (processed_at and error cleared) and hand them to the usual processing."""
+        from vapisync.services.automatic import webhook_events_dispatch
+
+        pks = list(queryset.values_list("pk", flat=True))
+        count = WebhookEvent.objects.filter(pk__in=pks).update(processed_at=None, error="")
+        webhook_events_dispatch()
+        still_waiting = WebhookEvent.objects.filter(pk__in=pks, processed_at__isnull=True).count()
+        if still_waiting:
+            self.message_user(request, f"{count} event(s) marked for processing again; {still_waiting} still waiting "
+                                       "(a worker processes them shortly, or Vapi could not be reached).", messages.WARNING)
+        else:
+            self.message_user(request, f"{count} event(s) processed again.", messages.SUCCESS)
+
+
 # --- Sync actions on the domain admins ---------------------------------------------------------
 
 
@@ -290,9 +420,57 @@ class SyncActionsMixin(RunSyncPermissionMixin):
     sync_resource: str
     vapi_id_field: str
     actions = ("push_to_vapi", "refresh_from_vapi", "preview_sync")
+    change_form_template = "admin/vapisync/record_change_form.html"
 
     class Media:
         css = ADMIN_CSS
+
+    def get_urls(self):
+        name = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("<path:object_id>/compare-with-vapi/", self.admin_site.admin_view(self.compare_view),
+                 name=f"{name}_compare_vapi"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if obj is not None:
+            extra.update({
+                "vapi_dashboard_url": compare.dashboard_url(self.sync_resource, compare.vapi_id_of(self.sync_resource, obj)),
+                "compare_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_compare_vapi", args=[obj.pk])
+                if self.has_run_sync_permission(request) else None,
+            })
+        return super().change_view(request, object_id, form_url, extra_context=extra)
+
+    def compare_view(self, request, object_id):
+        """Here / Vapi now / last sync, field by field, from one GET to Vapi. Changes nothing."""
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponseNotAllowed(("GET", "HEAD"))
+        if not self.has_run_sync_permission(request):
+            raise PermissionDenied  # it calls Vapi: the same right as starting a sync
+        obj = self.get_object(request, object_id)
+        if obj is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        comparison = compare.record_compare(resource=self.sync_resource, obj=obj)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Compare with Vapi: {obj}",
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            "original": obj,
+            "media": self.media,
+            "comparison": comparison,
+            "rows": [{"field": f, "local": views.short(f.local, 10**9), "vapi": views.short(f.vapi, 10**9),
+                      "baseline": views.short(f.baseline, 10**9)} for f in comparison.fields],
+            "vapi_document": json_block(comparison.vapi_document) if comparison.vapi_document is not None else None,
+            "dashboard_url": compare.dashboard_url(self.sync_resource, comparison.vapi_id),
+            "noun": views.RESOURCE_NOUNS[self.sync_resource][0],
+            "change_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk]),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/vapisync/record_compare.html", context)
 
     # -- columns and read-only sync state --
     @admin.display(description="Vapi sync", ordering="sync_status")
@@ -309,6 +487,22 @@ class SyncActionsMixin(RunSyncPermissionMixin):
     def last_error(self, obj):
         return obj.sync_error or "—"
 
+    @admin.display(description="In Vapi's dashboard")
+    def vapi_dashboard(self, obj):
+        url = compare.dashboard_url(self.sync_resource, compare.vapi_id_of(self.sync_resource, obj)) if obj.pk else None
+        if not url:
+            return "Not in Vapi yet."
+        return format_html('<a href="{}" target="_blank" rel="noopener noreferrer" class="vs-dashboard-link">{} ↗</a>', url, url)
+
+    @admin.display(description="Vapi document")
+    def vapi_document(self, obj):
+        """The whole document Vapi last answered for this record (secrets masked), collapsed."""
+        document = compare.stored_vapi_document(self.sync_resource, obj) if obj.pk else None
+        if document is None:
+            return "None stored yet: it is kept at each sync."
+        return format_html('<details class="vs-document"><summary>Show the stored Vapi document ({} fields)</summary>{}</details>',
+                           len(document), json_block(document))
+
     @admin.display(description="Recent sync changes")
     def sync_history(self, obj):
         if obj.pk is None:
@@ -318,17 +512,26 @@ class SyncActionsMixin(RunSyncPermissionMixin):
         if not changes:
             return "None yet."
         return format_html('<div class="vs-history">{}</div>', format_html_join("", '<div>{} {} – <a href="{}">run {}</a>, {}</div>', (
-            (c.created_at.strftime("%Y-%m-%d %H:%M"), c.get_action_display().lower()
+            (local_time(c.created_at), c.get_action_display().lower()
              + (f" ({c.get_side_display().lower()})" if c.side else ""), views.run_url(c.run), c.run_id,
              views.run_what(c.run).lower() if c.run else "")
             for c in changes
         )))
 
+    # List columns replaced (None: dropped), so that every column fits a 1440 px window beside the filters.
+    LIST_COLUMNS = {"sync_status": "sync_state", "last_synced_at": "last_synced_display"}
+
     def get_list_display(self, request):
-        return tuple("sync_state" if f == "sync_status" else f for f in super().get_list_display(request))
+        columns = (self.LIST_COLUMNS.get(f, f) for f in super().get_list_display(request))
+        return tuple(c for c in columns if c)
+
+    @admin.display(description="Last synced", ordering="last_synced_at")
+    def last_synced_display(self, obj):
+        return stacked_time(obj.last_synced_at)
 
     def get_readonly_fields(self, request, obj=None):
-        return (*super().get_readonly_fields(request, obj), "sync_status_badge", "last_error", "sync_history")
+        return (*super().get_readonly_fields(request, obj), "sync_status_badge", "last_error", "sync_history",
+                "vapi_dashboard", "vapi_document")
 
     def get_fieldsets(self, request, obj=None):
         """The "Vapi sync" fieldset open (not collapsed), with a coloured status, the last error and history."""
@@ -338,7 +541,7 @@ class SyncActionsMixin(RunSyncPermissionMixin):
                 fields = tuple({"sync_status": "sync_status_badge", "sync_error": "last_error"}.get(f, f)
                                for f in options["fields"])
                 if obj is not None:
-                    fields = (*fields, "sync_history")
+                    fields = (*fields, "vapi_dashboard", "sync_history", "vapi_document")
                 options = {**options, "fields": fields,
                            "classes": tuple(c for c in options.get("classes", ()) if c != "collapse")}
             fieldsets.append((name, options))
@@ -423,6 +626,21 @@ class SyncActionsMixin(RunSyncPermissionMixin):
 class AgentSyncAdmin(SyncActionsMixin, AgentAdmin):
     sync_resource = Resource.ASSISTANTS
     vapi_id_field = "vapi_assistant_id"
+    # Provider and name share a column (model, voice): eight columns did not fit 1440 px beside the filters.
+    LIST_COLUMNS = {**SyncActionsMixin.LIST_COLUMNS, "model_provider": "model_display", "model": None,
+                    "voice_provider": "voice_display", "voice_id": None, "updated_at": "updated_display"}
+
+    @admin.display(description="Model", ordering="model")
+    def model_display(self, agent):
+        return format_html('{}<div class="quiet">{}</div>', agent.model or "—", agent.model_provider or "")
+
+    @admin.display(description="Voice", ordering="voice_id")
+    def voice_display(self, agent):
+        return format_html('{}<div class="quiet">{}</div>', agent.voice_id or "—", agent.voice_provider or "")
+
+    @admin.display(description="Updated", ordering="updated_at")
+    def updated_display(self, agent):
+        return stacked_time(agent.updated_at)
 
 
 class PhoneNumberSyncAdmin(SyncActionsMixin, PhoneNumberAdmin):

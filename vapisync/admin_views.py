@@ -56,12 +56,15 @@ RUN_STATUS_LEVEL = {
     RunStatus.SUCCEEDED: "ok",
     RunStatus.PARTIAL: "warn",
     RunStatus.FAILED: "err",
+    RunStatus.INTERRUPTED: "warn",
 }
 MESSAGE_LEVEL = {
     RunStatus.SUCCEEDED: messages.SUCCESS,
     RunStatus.PARTIAL: messages.WARNING,
     RunStatus.FAILED: messages.ERROR,
+    RunStatus.INTERRUPTED: messages.WARNING,
 }
+CHECK_MIN_INTERVAL = 10  # seconds between two "Check now" comparisons with Vapi (per cache)
 
 
 # --- Shared formatting ---------------------------------------------------------------
@@ -116,12 +119,34 @@ def counts_text(counts: dict, *, dry_run: bool = False, keys=COUNT_KEYS) -> str:
     return ", ".join(parts) if parts else "nothing to change"
 
 
+def run_failed_empty(run: SyncRun) -> bool:
+    """A failed run that counted nothing: "nothing to change" would read as a success."""
+    return run.status == RunStatus.FAILED and not any(counts_total(run.counts).values())
+
+
+FAILED_EMPTY_TEXT = "failed before any change"
+
+
+def run_summary(run: SyncRun) -> str:
+    """The one-line result of a finished run for lists: its totals, or why there are none."""
+    if run.is_active:
+        return "…"
+    if run_failed_empty(run):
+        return FAILED_EMPTY_TEXT
+    return counts_text(counts_total(run.counts), dry_run=run.dry_run)
+
+
 def run_counts_text(run: SyncRun) -> str:
     """Per resource: "agents: 1 created, 2 unchanged; phone numbers: nothing to change"."""
+    if run_failed_empty(run):
+        return FAILED_EMPTY_TEXT
     parts = []
     for resource in (Resource.ASSISTANTS, Resource.PHONE_NUMBERS):
         if resource in (run.counts or {}):
-            parts.append(f"{RESOURCE_NOUNS[resource][1]}: {counts_text(run.counts[resource], dry_run=run.dry_run)}")
+            text = counts_text(run.counts[resource], dry_run=run.dry_run)
+            if run.status == RunStatus.FAILED and text == "nothing to change":
+                text = "nothing done"  # the run stopped before this resource, it did not find it in sync
+            parts.append(f"{RESOURCE_NOUNS[resource][1]}: {text}")
     return "; ".join(parts) or "nothing to change"
 
 
@@ -149,7 +174,8 @@ def report_run(request, run: SyncRun) -> None:
     what = run_what(run)
     if run.is_active:
         messages.info(request, format_html(
-            "{} was queued as {}: its progress shows on the Vapi Sync page.", what, link))
+            "{} started as {}; it runs in the background, its progress shows below. You may leave this page.",
+            what, link))
         return
     level = MESSAGE_LEVEL.get(run.status, messages.INFO)
     totals = counts_total(run.counts)
@@ -268,8 +294,11 @@ BEST_PRACTICES = (
 
 
 def _status_safely() -> dict:
-    """sync_status_get() lists Vapi; whatever goes wrong, the page still renders."""
+    """The stored status with live database counts (no Vapi request); whatever goes wrong, the page renders."""
+    from vapisync.services.runs import runs_reap_interrupted
+
     try:
+        runs_reap_interrupted()
         return sync_status_get()
     except Exception as exc:  # noqa: BLE001 - shown as a banner, never a 500
         logger.exception("Vapi Sync page: reading the sync status failed")
@@ -277,8 +306,20 @@ def _status_safely() -> dict:
             status = sync_status_get(check_remote=False)
         except Exception:  # noqa: BLE001
             status = {"configured": vapi_settings().configured, "in_sync": None, "last_run": None, "active_run": None}
-        status["vapi_error"] = f"Could not compare with Vapi ({type(exc).__name__}); the counts below are local only."
+        status["vapi_error"] = f"Could not read the sync status ({type(exc).__name__}); the counts below are local only."
         return status
+
+
+def _snapshot_context(status: dict) -> dict:
+    """When Vapi was last compared, for the page: its age, and whether it is out of date."""
+    snapshot = status.get("snapshot") or {}
+    return {
+        "checked_at": snapshot.get("computed_at"),
+        "checked_fresh": bool(snapshot.get("fresh")),
+        "checked_by_run": snapshot.get("run_id") if snapshot.get("source") == "run" else None,
+        "vapi_error_at": status.get("vapi_error_at"),
+        "vapi_last_ok_at": status.get("vapi_last_ok_at"),
+    }
 
 
 def _changelist(resource: str, **filters) -> str:
@@ -344,15 +385,31 @@ def _pair(values) -> tuple[str, str]:
 EMPTY = "—"
 
 
+class DiffText(str):
+    """A value shortened for a diff cell (`str` is the short text) that keeps the whole text in `full`,
+    so templates can offer it (a <details> that expands) instead of losing it."""
+
+    full: str
+
+    def __new__(cls, short_text: str, full: str):
+        obj = super().__new__(cls, short_text)
+        obj.full = full
+        return obj
+
+    @property
+    def truncated(self) -> bool:
+        return self.full != str(self)
+
+
 def diff_items(diff: dict | None, limit: int = 8) -> list[tuple[str, str, str]]:
     """(field, old, new) for display, leaving out fields empty on both sides."""
     items = [(field, *_pair(values)) for field, values in sorted((diff or {}).items())]
     return [(f, old, new) for f, old, new in items if not (old == EMPTY and new == EMPTY)][:limit]
 
 
-def short(value, limit: int = 90) -> str:
+def short(value, limit: int = 90) -> DiffText:
     text = EMPTY if value is None or value == "" else str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return DiffText(text if len(text) <= limit else text[: limit - 1] + "…", text)
 
 
 def _deleted_here_still_in_vapi() -> list[dict]:
@@ -382,7 +439,7 @@ def _last_run(status: dict) -> dict | None:
 def _recent_runs(limit: int = 10) -> list[dict]:
     return [
         {"run": run, "what": run_what(run), "badge": run_status_badge(run), "url": run_url(run),
-         "summary": counts_text(counts_total(run.counts), dry_run=run.dry_run) if not run.is_active else "…",
+         "summary": run_summary(run),
          "failed": counts_total(run.counts)["failed"], "duration": duration_text(run),
          "rollback_url": reverse("admin:vapisync_syncrun_rollback", args=[run.pk]) if rollback_possible(run) else None}
         for run in sync_run_list(limit=limit)
@@ -407,7 +464,7 @@ def _run_results(run: SyncRun | None) -> dict | None:
     return {
         "run": run, "what": run_what(run), "badge": run_status_badge(run), "url": run_url(run),
         "summary": run_counts_text(run), "headers": COUNT_KEYS, "rows": rows,
-        "total_summary": counts_text(counts_total(run.counts), dry_run=run.dry_run),
+        "total_summary": run_summary(run),
         "errors": normalized_errors(run.errors)[:20], "more_errors": max(0, len(run.errors or []) - 20),
         "plan": plan[:200], "more_plan": max(0, len(plan) - 200), "duration": duration_text(run),
     }
@@ -437,6 +494,8 @@ def sync_page_view(model_admin, request, extra_context=None):
         "can_run": can_run,
         "buttons_enabled": enabled,
         "vapi_error": status.get("vapi_error"),
+        **_snapshot_context(status),
+        "check_url": reverse("admin:vapisync_sync_check"),
         "status": status,
         "last_run": _last_run(status),
         "cards": _status_cards(status),
@@ -476,7 +535,28 @@ def sync_run_view(model_admin, request):
         report_error(request, exc)
         return HttpResponseRedirect(page_url())
     report_run(request, run)
-    return HttpResponseRedirect(f"{page_url()}?run={run.pk}#results")
+    return HttpResponseRedirect(f"{page_url()}?run={run.pk}#{'progress' if run.is_active else 'results'}")
+
+
+def status_check_view(model_admin, request):
+    """"Check now": compare with Vapi now (a few seconds at most) and store it; back to the page."""
+    _require_run_permission(request)
+    from django.core.cache import cache
+
+    from vapisync.services.status import status_snapshot_refresh
+
+    if not vapi_settings().configured:
+        messages.error(request, "Vapi is not configured: set VAPI_API_KEY.")
+        return HttpResponseRedirect(page_url())
+    if not cache.add("vapisync:status-check", True, CHECK_MIN_INTERVAL):
+        messages.info(request, "Checked moments ago; the figures below are current.")
+        return HttpResponseRedirect(f"{page_url()}#status")
+    snapshot = status_snapshot_refresh(interactive=True)
+    if snapshot.vapi_error and (not snapshot.computed_at or snapshot.vapi_error_at >= snapshot.computed_at):
+        messages.error(request, f"Could not compare with Vapi: {snapshot.vapi_error}")
+    else:
+        messages.success(request, "Compared with Vapi just now.")
+    return HttpResponseRedirect(f"{page_url()}#status")
 
 
 def conflict_resolve_view(model_admin, request):
@@ -535,7 +615,7 @@ def delete_in_vapi_view(model_admin, request):
 
 
 def status_json_view(model_admin, request):
-    """The status the page shows; `?remote=0` skips listing Vapi (cheap, for frequent polls)."""
+    """The status the page shows (stored Vapi side, live database counts); `?remote=0` leaves Vapi out."""
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
     if request.GET.get("remote") == "0":
@@ -548,6 +628,9 @@ def status_json_view(model_admin, request):
 def active_run_json_view(model_admin, request):
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
+    from vapisync.services.runs import runs_reap_interrupted
+
+    runs_reap_interrupted()
     run = SyncRun.objects.filter(status__in=ACTIVE_STATUSES).order_by("-id").first()
     return JsonResponse({"run": run_json(run) if run else None})
 
@@ -558,6 +641,11 @@ def run_json_view(model_admin, request, run_id: int):
     run = sync_run_get(run_id=run_id)
     if run is None:
         return JsonResponse({"error": f"There is no sync run {run_id}."}, status=404)
+    if run.is_active:
+        from vapisync.services.runs import runs_reap_interrupted
+
+        if runs_reap_interrupted():  # a page following a run whose process died sees it end
+            run = sync_run_get(run_id=run_id)
     return JsonResponse(run_json(run))
 
 

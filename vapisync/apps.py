@@ -7,3 +7,4 @@ class VapiSyncConfig(AppConfig):
 
     def ready(self):
         from . import actor, checks, signals  # noqa: F401  (register system checks and receivers)
+        from .services import background  # noqa: F401  (runs after the response, VAPI_SYNC_BACKGROUND)

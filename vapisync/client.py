@@ -29,6 +29,14 @@ that brings no new id means more than `page_size` items share one createdAt: the
 cannot step past them without losing some, so we raise `VapiProtocolError` rather than loop
 or return a silently incomplete listing.
 
+Circuit breaker (see `CircuitBreaker`): every client of a process reports its transport
+failures (connection refused, DNS, TLS, timeouts, dropped connections) and answers to one
+breaker per Vapi base URL. After `CIRCUIT_FAILURES` failures in a row it opens for
+`VAPI_CIRCUIT_BREAKER_SECONDS`: a `fail_fast` client (the web pages, `GET status`, health,
+dry runs answered inline) then fails at once with `VapiUnavailable` instead of waiting on
+timeouts. Background runs and the command line are not fail-fast: they keep their patient
+retries and only feed the breaker. Any HTTP answer from Vapi closes it again.
+
 The API key never appears in a log line, an exception message, its details or a repr.
 """
 
@@ -248,6 +256,110 @@ class _BearerAuth(AuthBase):
         return "_BearerAuth(<redacted>)"
 
 
+# --- Circuit breaker ----------------------------------------------------------------
+
+CIRCUIT_FAILURES = 2  # transport failures in a row that open the breaker
+
+
+class CircuitBreaker:
+    """Per-process memory of whether Vapi is reachable, shared by every client and thread.
+
+    Closed: calls go through. After `failures` transport failures in a row it opens for
+    `cooldown` seconds, during which `check()` raises for fail-fast callers. When the time is
+    up the next call goes through as a probe; its outcome closes or re-opens the breaker.
+    """
+
+    def __init__(self, base_url: str, *, failures: int = CIRCUIT_FAILURES, clock: Callable[[], float] = time.monotonic):
+        self.base_url = base_url
+        self.failures = failures
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._consecutive = 0
+            self._open_until = 0.0
+            self.last_error: str = ""
+            self.last_error_at: datetime | None = None
+            self.last_success_at: datetime | None = None
+
+    def is_open(self) -> bool:
+        with self._lock:
+            return self._clock() < self._open_until
+
+    def check(self, method: str, path: str) -> None:
+        """Raise VapiUnavailable (nothing sent) while the breaker is open."""
+        with self._lock:
+            remaining = self._open_until - self._clock()
+            if remaining <= 0:
+                return
+            error, since = self.last_error, self.last_error_at
+        seen = f" at {since:%H:%M:%S} UTC" if since else ""
+        exc = VapiUnavailable(
+            f"Vapi at {self.base_url} is unreachable (last error{seen}: {error}); not trying again for "
+            f"{remaining:.0f} s. {method} {path} was not sent.",
+            method=method,
+            path=path,
+        )
+        exc._transient = _CONNECT
+        exc.circuit_open = True
+        raise exc
+
+    def record_success(self) -> None:
+        with self._lock:
+            self._consecutive = 0
+            self._open_until = 0.0
+            self.last_success_at = datetime.now(UTC)
+
+    def record_answer(self) -> None:
+        """Vapi answered (even with an error status): it is reachable."""
+        with self._lock:
+            self._consecutive = 0
+            self._open_until = 0.0
+
+    def record_failure(self, message: str, cooldown: float) -> None:
+        with self._lock:
+            self._consecutive += 1
+            self.last_error, self.last_error_at = message, datetime.now(UTC)
+            if cooldown > 0 and self._consecutive >= self.failures:
+                if self._clock() >= self._open_until:
+                    logger.warning("Vapi at %s unreachable; failing fast for %.0f s: %s", self.base_url, cooldown, message)
+                self._open_until = self._clock() + cooldown
+
+    def state(self) -> dict:
+        with self._lock:
+            remaining = max(0.0, self._open_until - self._clock())
+            return {
+                "open": remaining > 0,
+                "retry_in": round(remaining, 1),
+                "last_error": self.last_error,
+                "last_error_at": self.last_error_at,
+                "last_success_at": self.last_success_at,
+            }
+
+
+_breakers: dict[str, CircuitBreaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def circuit_breaker(base_url: str) -> CircuitBreaker:
+    """The process-wide breaker of one Vapi base URL."""
+    key = base_url.rstrip("/")
+    with _breakers_lock:
+        breaker = _breakers.get(key)
+        if breaker is None:
+            breaker = _breakers[key] = CircuitBreaker(key)
+        return breaker
+
+
+def circuit_breakers_reset() -> None:
+    """Forget every breaker's state (tests; a process that knows Vapi is back)."""
+    with _breakers_lock:
+        for breaker in _breakers.values():
+            breaker.reset()
+
+
 # --- The client -------------------------------------------------------------------
 
 # Why an attempt failed, as far as retrying is concerned (set on the raised VapiError).
@@ -257,6 +369,7 @@ _SERVER = "server_error"  # 500/502/503/504: may have been applied
 _TIMEOUT = "read_timeout"  # sent, no answer in time: may have been applied
 _DROPPED = "connection_lost"  # connection broke after sending: may have been applied
 _NOT_APPLIED = {_RATE_LIMITED, _CONNECT}
+_UNREACHABLE = {_CONNECT, _TIMEOUT, _DROPPED}  # transport failures: they feed the circuit breaker
 
 _BEARER_RE = re.compile(r"Bearer\s+[^\s\"',;]+", re.IGNORECASE)
 
@@ -276,6 +389,8 @@ class VapiClient:
         max_concurrency: int = 8,
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
+        fail_fast: bool = False,
+        circuit_seconds: float = 30.0,
     ):
         if not api_key:
             raise VapiNotConfigured()
@@ -290,6 +405,9 @@ class VapiClient:
         self.max_retry_wait = float(max_retry_wait)
         self.rate_limit = float(rate_limit)
         self.max_concurrency = int(max_concurrency)
+        self.fail_fast = bool(fail_fast)
+        self.circuit_seconds = float(circuit_seconds)
+        self.breaker = circuit_breaker(self.base_url)
         self._sleep = sleep
         self._auth = _BearerAuth(api_key)
         self._headers = {"Accept": "application/json", "User-Agent": "globalvoice-vapisync"}
@@ -306,8 +424,12 @@ class VapiClient:
         self.session = session
 
     @classmethod
-    def from_settings(cls, **overrides) -> VapiClient:
-        """A client configured from the VAPI_* settings; keyword arguments override them."""
+    def from_settings(cls, *, interactive: bool = False, **overrides) -> VapiClient:
+        """A client configured from the VAPI_* settings; keyword arguments override them.
+
+        `interactive` is for callers a person waits on (a page, `GET status`, health, a dry run
+        answered inline): each request gets at most VAPI_INTERACTIVE_TIMEOUT seconds, no retry
+        and no backoff, and the open circuit breaker fails it at once."""
         from vapisync.conf import vapi_settings  # keeps this module importable without Django settings
 
         conf = vapi_settings()
@@ -319,7 +441,14 @@ class VapiClient:
             "max_retry_wait": conf.max_retry_wait,
             "rate_limit": conf.rate_limit,
             "max_concurrency": conf.max_concurrency,
+            "circuit_seconds": conf.circuit_breaker_seconds,
         }
+        if interactive:
+            budget = conf.interactive_timeout
+            kwargs.update(
+                timeout=(min(conf.timeout_connect, budget), min(conf.timeout_read, budget)),
+                max_retries=0, max_retry_wait=0.0, fail_fast=True,
+            )
         kwargs.update(overrides)
         if not kwargs["api_key"]:
             raise VapiNotConfigured()
@@ -509,6 +638,8 @@ class VapiClient:
 
     def _send_once(self, method, path, params, json_body, attempt_number, call) -> Any:
         shown = f"{path}?{urlencode(params)}" if params else path
+        if self.fail_fast:
+            self.breaker.check(method, path)
         if self._pacer is not None:
             self._pacer.wait()
         with self._slots:
@@ -528,13 +659,17 @@ class VapiClient:
                 elapsed_ms = (time.monotonic() - started) * 1000
                 logger.debug("%s %s -> %s after %.0f ms (attempt %d)", method, shown, type(exc).__name__, elapsed_ms, attempt_number)
                 error = self._transport_error(exc, method, path)
+                if getattr(error, "_transient", None) in _UNREACHABLE or isinstance(exc, requests.exceptions.SSLError):
+                    self.breaker.record_failure(str(error), self.circuit_seconds)
                 if getattr(error, "_transient", None) not in _NOT_APPLIED and method != "GET":
                     call["maybe_applied"] = True
                 raise error from exc
             elapsed_ms = (time.monotonic() - started) * 1000
         logger.debug("%s %s -> %s in %.0f ms (attempt %d)", method, shown, response.status_code, elapsed_ms, attempt_number)
         if 200 <= response.status_code < 300:
+            self.breaker.record_success()
             return self._decode(response, method, path)
+        self.breaker.record_answer()
         error = self._http_error(response, method, path)
         if response.status_code != 429 and method != "GET":
             call["maybe_applied"] = call["maybe_applied"] or response.status_code >= 500

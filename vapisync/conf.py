@@ -22,6 +22,8 @@ class VapiSettings:
     max_concurrency: int
     webhook_max_bytes: int
     remote_recheck_seconds: float = 1.0
+    circuit_breaker_seconds: float = 30.0
+    interactive_timeout: float = 3.0
 
     @property
     def configured(self) -> bool:
@@ -46,4 +48,6 @@ def vapi_settings() -> VapiSettings:
         max_concurrency=settings.VAPI_MAX_CONCURRENCY,
         webhook_max_bytes=settings.VAPI_WEBHOOK_MAX_BYTES,
         remote_recheck_seconds=float(getattr(settings, "VAPI_SYNC_RECHECK_SECONDS", 1.0)),
+        circuit_breaker_seconds=getattr(settings, "VAPI_CIRCUIT_BREAKER_SECONDS", 30.0),
+        interactive_timeout=getattr(settings, "VAPI_INTERACTIVE_TIMEOUT", 3.0),
     )

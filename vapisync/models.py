@@ -34,6 +34,8 @@ class RunStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     PARTIAL = "partial", "Partly failed"
     FAILED = "failed", "Failed"
+    # The process running it stopped (worker killed, web process recycled, deploy); the next run picks up its work.
+    INTERRUPTED = "interrupted", "Interrupted"
 
 
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
@@ -49,7 +51,7 @@ class SyncRun(models.Model):
     dry_run = models.BooleanField(default=False)
     delta = models.BooleanField(default=False, help_text="Import only what changed in Vapi since the last run.")
     selection = models.JSONField(default=dict, blank=True, help_text="Local or Vapi ids for a selective sync.")
-    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
     rollback_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rollbacks")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -179,6 +181,26 @@ class WebhookEvent(models.Model):
 
     def __str__(self):
         return f"{self.message_type or 'message'} at {self.received_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SyncStatusSnapshot(models.Model):
+    """The last comparison of both sides (Vapi counts, what a full sync would do), so the status page
+    and `GET status` read the database instead of listing Vapi on every view. One row per `key`.
+
+    Stored by every run that reads all of Vapi, by the periodic status check (with a worker) and by
+    "Check now"; also keeps the last Vapi error and the last successful contact for the page's banner."""
+
+    key = models.CharField(max_length=20, unique=True, default="status")
+    resources = models.JSONField(default=dict, blank=True, help_text="resource -> {vapi, would_change}")
+    computed_at = models.DateTimeField(null=True, blank=True)
+    source = models.CharField(max_length=20, blank=True, default="", help_text="run, check, schedule")
+    run = models.ForeignKey(SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    vapi_ok_at = models.DateTimeField(null=True, blank=True, help_text="Last time Vapi answered a status check.")
+    vapi_error = models.TextField(blank=True, default="")
+    vapi_error_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"Sync status at {self.computed_at:%Y-%m-%d %H:%M:%S}" if self.computed_at else "Sync status (never checked)"
 
 
 class Sync(SyncRun):

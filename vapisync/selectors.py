@@ -1,4 +1,4 @@
-"""Read-only queries: sync status (with the engine's own drift plan), health, run history."""
+"""Read-only queries: sync status (database counted now, Vapi from the stored status), health, run history."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from django.utils import timezone
 from agents.models import Agent, SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapisync.conf import vapi_settings
-from vapisync.exceptions import VapiError, VapiSyncError
+from vapisync.exceptions import VapiSyncError
 from vapisync.models import ACTIVE_STATUSES, Resource, SyncRecord, SyncRun
-from vapisync.services.engine import RESOURCE_ORDER, RESOURCE_SYNCS, Recorder, RunOptions
+from vapisync.services.engine import RESOURCE_ORDER
 
 _MODELS = {Resource.ASSISTANTS: Agent, Resource.PHONE_NUMBERS: PhoneNumber}
 _PUBLIC_NAMES = {Resource.ASSISTANTS: "agents", Resource.PHONE_NUMBERS: "phone_numbers"}
@@ -35,48 +35,66 @@ def _local_counts(resource: str) -> dict:
     }
 
 
-def sync_status_get(*, check_remote: bool = True, client=None) -> dict:
-    """Counts on both sides plus what a full sync would do now (a plan, nothing applied)."""
-    conf = vapi_settings()
-    status = {"timestamp": timezone.now().isoformat(), "configured": conf.configured, "vapi_error": None}
-    plans = {}
-    if conf.configured and check_remote:
-        try:
-            from vapisync.services.runs import sync_client
+def sync_status_get(*, check_remote: bool = True) -> dict:
+    """Counts on both sides plus what a full sync would do (a plan, nothing applied).
 
-            client = client or sync_client()
-            options = RunOptions(pull=True, push=True, dry_run=True, policy=conf.conflict_policy)
-            for resource in RESOURCE_ORDER:
-                recorder = Recorder(None, dry_run=True)
-                sync = RESOURCE_SYNCS[resource](client=client, options=options, recorder=recorder)
-                sync.run()
-                plans[resource] = (recorder, sync.remote_count)
-        except (VapiError, VapiSyncError) as exc:
-            status["vapi_error"] = str(exc)
-            plans = {}
-    overall = bool(plans)
+    The database side is counted now; the Vapi side comes from the stored status (see
+    vapisync.services.status), so this never sends a request to Vapi. `snapshot` says when it was
+    computed and whether it is still fresh; `vapi_error` is the last check's error, or the client's
+    while Vapi is known to be unreachable. `check_remote=False` leaves the Vapi side out."""
+    from vapisync.services.status import status_max_age, status_snapshot_get
+
+    conf = vapi_settings()
+    now = timezone.now()
+    status = {"timestamp": now.isoformat(), "configured": conf.configured, "vapi_error": None,
+              "vapi_error_at": None, "vapi_last_ok_at": None, "snapshot": None}
+    snapshot = status_snapshot_get() if conf.configured and check_remote else None
+    stored = (snapshot.resources or {}) if snapshot is not None and snapshot.computed_at else {}
+    if snapshot is not None:
+        age = (now - snapshot.computed_at).total_seconds() if snapshot.computed_at else None
+        status["snapshot"] = {
+            "computed_at": snapshot.computed_at, "age_seconds": None if age is None else round(age),
+            "fresh": age is not None and age <= status_max_age().total_seconds(),
+            "source": snapshot.source, "run_id": snapshot.run_id,
+        }
+        status["vapi_last_ok_at"] = snapshot.vapi_ok_at
+        if snapshot.vapi_error and (not snapshot.computed_at or (snapshot.vapi_error_at or now) >= snapshot.computed_at):
+            status["vapi_error"], status["vapi_error_at"] = snapshot.vapi_error, snapshot.vapi_error_at
+    if conf.configured and check_remote:
+        _breaker_state(status, conf.base_url)
+    overall = bool(stored)
     for resource in RESOURCE_ORDER:
         entry = _local_counts(resource)
-        if resource in plans:
-            recorder, remote_count = plans[resource]
-            counts = recorder.counts[resource]
-            drift = {k: counts[k] for k in ("created", "updated", "deleted", "conflicts", "skipped")}
-            entry["vapi"] = remote_count
+        if resource in stored:
+            drift = {k: (stored[resource].get("would_change") or {}).get(k, 0)
+                     for k in ("created", "updated", "deleted", "conflicts", "skipped")}
+            entry["vapi"] = stored[resource].get("vapi")
             entry["would_change"] = drift
             entry["in_sync"] = (
-                entry["database"] == remote_count and not any(drift.values()) and not entry["pending"] and not entry["errors"]
+                entry["database"] == entry["vapi"] and not any(drift.values()) and not entry["pending"] and not entry["errors"]
             )
         else:
             entry["vapi"] = None
             entry["in_sync"] = None
         overall = overall and bool(entry["in_sync"])
         status[_PUBLIC_NAMES[resource]] = entry
-    status["in_sync"] = overall if plans else None
+    status["in_sync"] = overall if stored and len(stored) == len(RESOURCE_ORDER) else None
     last = SyncRun.objects.filter(dry_run=False).exclude(status__in=ACTIVE_STATUSES).first()
     active = SyncRun.objects.filter(status__in=ACTIVE_STATUSES, dry_run=False).first()
     status["last_run"] = _run_summary(last)
     status["active_run"] = _run_summary(active)
     return status
+
+
+def _breaker_state(status: dict, base_url: str) -> None:
+    """While this process knows Vapi to be unreachable, say so (with the client's own error)."""
+    from vapisync.client import circuit_breaker
+
+    state = circuit_breaker(base_url).state()
+    if state["last_success_at"] and (not status["vapi_last_ok_at"] or state["last_success_at"] > status["vapi_last_ok_at"]):
+        status["vapi_last_ok_at"] = state["last_success_at"]
+    if state["open"]:
+        status["vapi_error"], status["vapi_error_at"] = state["last_error"], state["last_error_at"]
 
 
 def _run_summary(run: SyncRun | None) -> dict | None:
@@ -104,7 +122,7 @@ def sync_health_get() -> dict:
             try:
                 from vapisync.services.runs import sync_client
 
-                sync_client(max_retries=0).ping()
+                sync_client(interactive=True).ping()
                 cached = {"reachable": True, "error": None}
             except VapiSyncError as exc:
                 cached = {"reachable": False, "error": str(exc)}

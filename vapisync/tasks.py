@@ -122,3 +122,18 @@ def assistants_delete_remote_task(self, vapi_ids: list[str]) -> dict:
     from vapisync.services.automatic import assistants_delete
 
     return _settle(self, assistants_delete(vapi_ids=vapi_ids), "Deleting assistants in Vapi")
+
+
+@shared_task(bind=True, acks_late=True)
+def status_snapshot_refresh_task(self) -> str | None:
+    """Periodic (every 10 minutes, with a worker): compare both sides and store the status the page
+    and `GET status` show. Not retried: a failure is stored as the status's error, shown with its time."""
+    from vapisync.conf import vapi_settings
+    from vapisync.services.runs import runs_reap_interrupted
+    from vapisync.services.status import status_snapshot_refresh
+
+    runs_reap_interrupted()
+    if not vapi_settings().configured:
+        return None
+    snapshot = status_snapshot_refresh(source="schedule")
+    return snapshot.vapi_error or "ok"

@@ -249,9 +249,13 @@ class PlanItemSerializer(serializers.Serializer):
 
 
 class ProgressSerializer(serializers.Serializer):
-    phase = serializers.CharField(required=False)
-    done = serializers.IntegerField(required=False)
-    total = serializers.IntegerField(required=False)
+    phase = serializers.CharField(required=False, help_text="What the run is doing now; \"finished\" at the end.")
+    total = serializers.IntegerField(required=False, help_text="Records of this phase that need work.")
+    done = serializers.IntegerField(required=False, help_text="Records written so far.")
+    checked = serializers.IntegerField(required=False, help_text="Records compared so far (unchanged ones included).")
+    percent = serializers.FloatField(required=False, help_text="done / total, in percent.")
+    eta_seconds = serializers.IntegerField(required=False, help_text="Estimated seconds left in this phase.")
+    phase_started_at = serializers.DateTimeField(required=False)
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -393,11 +397,23 @@ class RunBriefSerializer(serializers.Serializer):
         return data
 
 
+class SnapshotSerializer(serializers.Serializer):
+    computed_at = serializers.DateTimeField(allow_null=True, help_text="When Vapi was last compared (null: never).")
+    age_seconds = serializers.IntegerField(allow_null=True)
+    fresh = serializers.BooleanField(help_text="Younger than VAPI_SYNC_STATUS_MAX_AGE.")
+    source = serializers.CharField(help_text="What computed it: run, check or schedule.")
+    run_id = serializers.IntegerField(allow_null=True, help_text="The run that computed it, if one did.")
+
+
 class SyncStatusSerializer(serializers.Serializer):
-    in_sync = serializers.BooleanField(allow_null=True, help_text="Both resources in sync (null when Vapi could not be read).")
+    in_sync = serializers.BooleanField(allow_null=True, help_text="Both resources in sync (null when Vapi was never read).")
     timestamp = serializers.DateTimeField()
     configured = serializers.BooleanField(help_text="VAPI_API_KEY is set.")
-    vapi_error = serializers.CharField(allow_null=True)
+    vapi_error = serializers.CharField(allow_null=True, help_text="Why the last check of Vapi failed, or why Vapi is "
+                                       "unreachable now (the figures are then those of `snapshot`).")
+    vapi_error_at = serializers.DateTimeField(allow_null=True)
+    vapi_last_ok_at = serializers.DateTimeField(allow_null=True, help_text="Last successful contact with Vapi.")
+    snapshot = SnapshotSerializer(allow_null=True, help_text="The stored comparison the Vapi figures come from.")
     phone_numbers = ResourceStatusSerializer()
     agents = ResourceStatusSerializer()
     last_run = RunBriefSerializer(allow_null=True)

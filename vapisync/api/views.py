@@ -20,10 +20,12 @@ from rest_framework.views import APIView
 from agents.models import Agent, SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapisync import selectors
+from vapisync.conf import vapi_settings
 from vapisync.exceptions import NothingToResolve
 from vapisync.models import ChangeAction, Direction, Resource, RunStatus, SyncChange, Trigger
 from vapisync.services.rollback import sync_run_rollback
-from vapisync.services.runs import assistants_delete_remote, conflict_resolve, sync_run_submit
+from vapisync.services.runs import assistants_delete_remote, conflict_resolve, runs_reap_interrupted, sync_run_submit
+from vapisync.services.status import status_snapshot_refresh
 
 from .permissions import CanRunSync, CanViewSync
 from .serializers import (
@@ -68,7 +70,9 @@ def _errors(*codes: int) -> dict:
 _RUN_DONE = OpenApiResponse(RunSerializer, description="The run finished within the request (status succeeded, partial or failed).")
 _RUN_QUEUED = OpenApiResponse(
     RunSerializer,
-    description="Queued for a worker (a broker is configured): poll `url` (GET runs/{id}/) until status is no longer queued/running.",
+    description="Started outside this request (by the worker with a broker, else in the background of the web "
+    "process): `Location` and `url` name the run; poll it (GET runs/{id}/) until status is no longer "
+    "queued/running. Its `progress` says the phase, records done of total and the estimated time left.",
 )
 
 
@@ -138,8 +142,9 @@ def _trigger_schema(operation_id: str, summary: str, request_serializer, descrip
 
 
 _BODY_NOTE = (
-    " The body is optional: with none, every record is synced. Answers 200 with the finished run, "
-    "or 202 with the queued run when a worker (CELERY_BROKER_URL) runs it; dry runs always answer 200."
+    " The body is optional: with none, every record is synced. Answers 202 at once with the run, which "
+    "executes outside the request (a worker with CELERY_BROKER_URL, else a background thread of the web "
+    "process); dry runs change nothing and answer 200 with the finished run."
 )
 
 
@@ -207,7 +212,12 @@ class FullSyncView(SyncTriggerView):
 
 
 class StatusQuerySerializer(serializers.Serializer):
-    remote = serializers.BooleanField(required=False, default=True, help_text="Read Vapi (default true).")
+    remote = serializers.BooleanField(required=False, default=True, help_text="Include the Vapi side (default true).")
+    refresh = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Compare with Vapi now instead of reading the stored status (needs the run_sync permission; "
+        "throttled like the sync triggers; a few seconds at most, the error is reported if Vapi does not answer).",
+    )
 
 
 def _query(serializer_class, request) -> dict:
@@ -217,16 +227,36 @@ def _query(serializer_class, request) -> dict:
     return serializer.validated_data
 
 
+def _wants_refresh(request) -> bool:
+    return str(request.query_params.get("refresh", "")).lower() in ("true", "1", "yes", "on")
+
+
 class StatusView(SyncAPIView):
+    throttle_scope = "vapi_sync"
+
+    def get_throttles(self):
+        # Only a refresh reaches Vapi, so only a refresh counts against the sync triggers' rate.
+        return [SyncTriggerThrottle()] if _wants_refresh(self.request) else super().get_throttles()
+
+    def get_permissions(self):
+        return [CanRunSync()] if _wants_refresh(self.request) else super().get_permissions()
+
     @extend_schema(
         operation_id="vapi_sync_status", summary="Sync status: database vs Vapi, drift, last and active run", tags=TAGS,
-        description="Reads Vapi and computes what a full sync would do now (nothing is changed). "
-        "`?remote=false` skips Vapi and reports the database side only (vapi and in_sync are then null).",
+        description="Database counts are live. The Vapi side (its counts, what a full sync would do) is the stored "
+        "status of the last comparison: `snapshot` says when it was computed (by a run that read all of Vapi, the "
+        "periodic check with a worker, or a refresh) and whether it is fresh; no request is sent to Vapi. "
+        "`?refresh=true` compares now (run_sync permission, throttled). `vapi_error` and `vapi_last_ok_at` tell "
+        "whether Vapi answered. `?remote=false` reports the database side only (vapi and in_sync null).",
         parameters=[StatusQuerySerializer],
-        responses={200: SyncStatusSerializer, **_errors(400, 401, 403)},
+        responses={200: SyncStatusSerializer, **_errors(400, 401, 403, 429)},
     )
     def get(self, request):
-        data = selectors.sync_status_get(check_remote=_query(StatusQuerySerializer, request)["remote"])
+        query = _query(StatusQuerySerializer, request)
+        runs_reap_interrupted()
+        if query["refresh"] and query["remote"] and vapi_settings().configured:
+            status_snapshot_refresh(interactive=True)
+        data = selectors.sync_status_get(check_remote=query["remote"])
         return Response(SyncStatusSerializer(data).data)
 
 

@@ -2,16 +2,20 @@
 
 Routes: GET/POST /assistant, GET/PATCH/DELETE /assistant/{id}, GET/POST /phone-number,
 GET/PATCH/DELETE /phone-number/{id}, GET /v2/phone-number. Behaviour follows Vapi's OpenAPI
-(the trimmed subset in `vapisync.openapi`) and what users report (shared/VAPI-NOTES.md section 3):
+(the trimmed subset in `vapisync.openapi`, refreshed with the official SDK's types) and what users
+report (shared/VAPI-NOTES.md section 3). Resources it does not model (`/credential`, `/tool`,
+`/squad`) answer an empty list, and 404 in Vapi's error shape by id, so third-party Vapi clients
+that look at them on start-up can run against it.
 
 - Bearer auth; NestJS error bodies `{"message", "error", "statusCode"}`; unknown routes answer
   404 "Cannot GET /x" before any auth, as Express does.
 - Request bodies are checked against the Create/Update DTOs like Vapi's ValidationPipe: unknown or
   read-only properties give "property X should not exist", constraints give class-validator messages.
-  Phone-number PATCHes are checked against the Update DTO of the stored number's provider.
+  `modelDeprecations` (read-only, in what GET answers) is the exception: clients that send a fetched
+  assistant back include it, and Vapi accepts and ignores it. Phone-number PATCHes are checked
+  against the Update DTO of the stored number's provider.
 - PATCH replaces each top-level key it is given (no deep merge: a `model` without `temperature`
-  loses it); a top-level `null` removes the key (our inference: class-validator accepts null for
-  optional fields, and the documented response schemas have no nullable fields to put it in).
+  loses it); a top-level `null` is stored as `null`, as Vapi does (a POST leaves null keys out).
   updatedAt strictly increases on every write, even within one millisecond.
 - v1 lists are plain arrays, newest first, `limit` 0..1000 (default 100), createdAt/updatedAt
   Gt/Ge/Lt/Le filters; equal createdAt values are ordered most recently inserted first. Unknown query
@@ -70,6 +74,9 @@ DEFAULT_ORG_ID = str(uuid.uuid5(uuid.NAMESPACE_DNS, "org.globalvoice.example"))
 INVALID_KEY_MESSAGE = "Invalid Key. Hot tip, you may be using the private key instead of the public key, or vice versa."
 ASSISTANT_NOT_FOUND = "Couldn't Get Assistant. Assistant Not Found"
 PHONE_NUMBER_NOT_FOUND = "Couldn't Get Phone Number. Phone Number Not Found"
+# Resources the emulator does not model: listed as empty, never found by id (Vapi's wording).
+UNMODELLED = {"credential": "Credential", "tool": "Tool", "squad": "Squad"}
+IGNORED_READ_ONLY = ("modelDeprecations",)
 LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000
 WRITE_METHODS = frozenset({"POST", "PATCH", "DELETE"})
@@ -163,6 +170,8 @@ class VapiEmulator:
             ("PATCH", "/phone-number/{id}"): self._update_phone_number,
             ("DELETE", "/phone-number/{id}"): self._delete_phone_number,
             ("GET", "/v2/phone-number"): self._list_phone_numbers_v2,
+            **{("GET", f"/{name}"): self._list_unmodelled for name in UNMODELLED},
+            **{("GET", f"/{name}/{{id}}"): self._get_unmodelled for name in UNMODELLED},
         }
         if seed == "demo":
             self.load_demo()
@@ -403,7 +412,7 @@ class VapiEmulator:
         return self._list_v1(self._assistants, request, lambda doc: doc)
 
     def _create_assistant(self, request: _Request) -> Response:
-        body = _json_body(request)
+        body = _without_ignored(_json_body(request))
         _raise_for(schema_errors("CreateAssistantDTO", body, strict=True))
         doc, created, updated = self._new_document({k: v for k, v in body.items() if v is not None})
         doc["isServerUrlSecretSet"] = False
@@ -415,7 +424,7 @@ class VapiEmulator:
         return _json(200, _find(self._assistants, request.resource_id, ASSISTANT_NOT_FOUND))
 
     def _update_assistant(self, request: _Request) -> Response:
-        body = _json_body(request)
+        body = _without_ignored(_json_body(request))
         _raise_for(schema_errors("UpdateAssistantDTO", body, strict=True))  # the pipe runs before the lookup
         _find(self._assistants, request.resource_id, ASSISTANT_NOT_FOUND)
         doc = self._apply_update(self._assistants, request.resource_id, body)
@@ -485,6 +494,18 @@ class VapiEmulator:
         self.write_count += 1
         return _json(200, _public_phone_number(doc))
 
+    # --- resources not modelled -----------------------------------------------------------------
+
+    def _list_unmodelled(self, request: _Request) -> Response:
+        query = _list_query(request.query, v2=False)  # same parameter checks as the modelled lists
+        if not self.paginated_lists:
+            return _json(200, [])
+        return _json(200, {"results": [], "metadata": _pagination(query, 0)})
+
+    def _get_unmodelled(self, request: _Request) -> Response:
+        noun = UNMODELLED[request.template.strip("/").split("/")[0]]
+        raise _HttpError(404, error_body(404, f"Couldn't Get {noun}. {noun} Not Found"))
+
     # --- shared helpers -------------------------------------------------------------------------
 
     def _list_v1(self, collection: Collection, request: _Request, present: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
@@ -516,15 +537,11 @@ class VapiEmulator:
         return doc, created, updated
 
     def _apply_update(self, collection: Collection, doc_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-        """Top-level replace (null removes), updatedAt strictly after the previous one."""
+        """Top-level replace (null is kept as null), updatedAt strictly after the previous one."""
         if SERVER_FIELDS & changes.keys():
             raise ValueError(f"server fields cannot be changed: {sorted(SERVER_FIELDS & changes.keys())}")
         doc = dict(collection.docs[doc_id])
-        for key, value in copy_json(changes).items():
-            if value is None:
-                doc.pop(key, None)
-            else:
-                doc[key] = value
+        doc.update(copy_json(changes))
         updated = max(self._now(), collection.updated_micros(doc_id) + 1000)
         doc["updatedAt"] = format_timestamp(updated)
         collection.replace(doc, updated)
@@ -547,6 +564,10 @@ def _route(path: str) -> tuple[str | None, str | None]:
             return "/phone-number/{id}", resource_id
         case ["v2", "phone-number"]:
             return "/v2/phone-number", None
+        case [name] if name in UNMODELLED:
+            return f"/{name}", None
+        case [name, resource_id] if name in UNMODELLED:
+            return f"/{name}/{{id}}", resource_id
     return None, None
 
 
@@ -636,6 +657,10 @@ def _json_body(request: _Request) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _HttpError(400, error_body(400, ["an unknown value was passed to the validate function"]))
     return value
+
+
+def _without_ignored(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in IGNORED_READ_ONLY}
 
 
 def _raise_for(errors: list[Any]) -> None:

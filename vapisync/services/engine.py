@@ -243,6 +243,7 @@ class ResourceSync:
         self.done = 0
         self.remote_read_at = time.monotonic()
         self.remote_anchor = ""  # newest Vapi updatedAt seen: what changed after it is news
+        self.remote_window = 0.0
 
     # -- hooks ------------------------------------------------------------------------
     def list_remote(self, updated_since): raise NotImplementedError
@@ -408,6 +409,8 @@ class ResourceSync:
             self.apply_local_writes(plan.local)
             self.apply_remote_writes(plan.remote)
             self.save_bookkeeping(plan.bookkeeping)
+            if self.remote_window:
+                self.progress(remote_window_seconds=round(self.remote_window, 3))
             if complete or self.options.delta:
                 self.advance_cursor(newest, complete)
         self.recorder.flush()
@@ -691,6 +694,9 @@ class ResourceSync:
         seam("remote_write", resource=self.resource, op=write)
         if write.kind == Write.CREATE:
             return self.create_remote(write.pair)
+        # How old our view of this document is as the PATCH leaves: the window in which a dashboard
+        # edit can still be overwritten (reported in the run's progress as `remote_window_seconds`).
+        self.remote_window = max(self.remote_window, time.monotonic() - self.remote_read_at)
         return self.push(write.pair, write.fields)
 
     def _in_parallel(self, fn, items):

@@ -20,7 +20,7 @@ from vapisync.services.locks import Lease, LeaseLost, lock_holder, lock_release,
 logger = logging.getLogger(__name__)
 
 ALL_RESOURCES = [r.value for r in RESOURCE_ORDER]
-HEARTBEAT_SECONDS = 2.0
+HEARTBEAT_SECONDS = 1.0
 
 
 def _owner(run: SyncRun) -> str:
@@ -32,11 +32,12 @@ def _running_run_id() -> int | None:
     return int(holder.split(":", 1)[1]) if holder and holder.startswith("run:") else None
 
 
-def sync_client(**overrides):
-    """The Vapi client for runs; raises VapiNotConfigured without an API key."""
+def sync_client(*, interactive: bool = False, **overrides):
+    """The Vapi client for runs (patient retries); `interactive` for what a person waits on
+    (short budget, fails fast while Vapi is unreachable). Raises VapiNotConfigured without an API key."""
     from vapisync.client import VapiClient
 
-    return VapiClient.from_settings(**overrides)
+    return VapiClient.from_settings(interactive=interactive, **overrides)
 
 
 def sync_run_create(
@@ -84,21 +85,64 @@ def sync_run_create(
     return run
 
 
-def _reap_interrupted_runs(*, exclude: int) -> None:
-    """Runs left 'running' by a process that died: their lock has expired or passed on."""
-    stale_before = timezone.now() - lock_ttl()
+INTERRUPTED_MESSAGE = (
+    "Interrupted: the process running it stopped ({why}). Nothing is lost: run the sync again and it "
+    "picks up the work (both sides are read again, so nothing is done twice)."
+)
+
+
+def runs_reap_interrupted() -> int:
+    """Mark `interrupted` the runs left queued or running by a process that died; cheap enough for
+    every status read and page load (one query when nothing is active). Returns how many."""
+    if not SyncRun.objects.filter(status__in=ACTIVE_STATUSES).exists():
+        return 0
+    return _reap_interrupted_runs(exclude=None)
+
+
+def sync_run_interrupt(*, run_id: int, why: str) -> bool:
+    """Record that the process running `run_id` is stopping it, and free its lease for the next run."""
+    stopped = SyncRun.objects.filter(pk=run_id, status__in=ACTIVE_STATUSES).update(
+        status=RunStatus.INTERRUPTED, finished_at=timezone.now(), message=INTERRUPTED_MESSAGE.format(why=why),
+    )
+    if stopped:
+        lock_release(owner=f"run:{run_id}")
+        logger.warning("Sync run %s interrupted: %s", run_id, why)
+    return bool(stopped)
+
+
+def _reap_interrupted_runs(*, exclude: int | None) -> int:
+    """A real run is dead when it no longer holds the sync lease (expired: no heartbeat within
+    VAPI_SYNC_LOCK_TTL, or passed on); a dry run, which holds no lease, when its heartbeat is as old."""
+    now = timezone.now()
+    stale_before = now - lock_ttl()
     holder = _running_run_id()
-    for run in SyncRun.objects.filter(status__in=ACTIVE_STATUSES, dry_run=False).exclude(pk=exclude):
+    reaped = 0
+    for run in SyncRun.objects.filter(status__in=ACTIVE_STATUSES).exclude(pk=exclude):
         last_sign = run.heartbeat_at or run.created_at
-        if run.pk != holder and last_sign < stale_before:
-            SyncRun.objects.filter(pk=run.pk, status__in=ACTIVE_STATUSES).update(
-                status=RunStatus.FAILED, finished_at=timezone.now(),
-                message="Interrupted (the process running it stopped). Run the sync again to finish the job.",
-            )
+        if run.dry_run:
+            dead, why = last_sign < stale_before, "no sign of life for longer than the lease"
+        else:
+            # Both: between releasing its lease and saving its outcome a live run holds no lease.
+            dead = run.pk != holder and last_sign < stale_before
+            why = "its lease expired" if holder is None else f"run {holder} holds the lease now"
+        if not dead:
+            continue
+        reaped += SyncRun.objects.filter(pk=run.pk, status__in=ACTIVE_STATUSES).update(
+            status=RunStatus.INTERRUPTED, finished_at=now,
+            progress={**(run.progress or {}), "phase": "interrupted"},
+            message=INTERRUPTED_MESSAGE.format(why=why),
+        )
+        logger.warning("Sync run %s marked interrupted: %s", run.pk, why)
+    return reaped
 
 
 class _Progress:
-    """Saves progress and renews the lock at most every HEARTBEAT_SECONDS."""
+    """The run's progress, reported by the engine as
+    `progress(phase=..., total=records needing work, checked=records compared, done=records written)`.
+
+    Every report goes to the listener (the command's progress bar); the run's row is updated at most
+    every HEARTBEAT_SECONDS and on each new phase, with the derived `percent` and `eta_seconds`
+    (from the pace since the phase began) that the page and the API show. Renews the lease too."""
 
     def __init__(self, run: SyncRun, listener=None, lease=None):
         self.run = run
@@ -106,20 +150,47 @@ class _Progress:
         self.state = {}
         self.last = 0.0
         self.listener = listener  # e.g. the command's progress bar; told of every report
+        self._phase_started = time.monotonic()
+        self._phase_done = 0
 
     def __call__(self, **kw):
-        self.state.update(kw)
+        now = time.monotonic()
+        new_phase = "phase" in kw and kw["phase"] != self.state.get("phase")
+        if new_phase:
+            # A new phase brings its own figures; the previous phase's must not show as its progress.
+            for key in ("total", "checked", "done", "percent", "eta_seconds"):
+                self.state.pop(key, None)
+            self._phase_started, self._phase_done = now, kw.get("done") or 0
+            self.state["phase_started_at"] = timezone.now().isoformat()
+        self.state.update({k: v for k, v in kw.items() if v is not None})
+        self._derive(now)
         if self.listener is not None:
             try:
                 self.listener(dict(self.state))
             except Exception:  # noqa: BLE001 - a display problem must not stop the sync
                 logger.debug("Progress listener failed", exc_info=True)
-        now = time.monotonic()
         if now - self.last < HEARTBEAT_SECONDS and "phase" not in kw:
             return
         self.last = now
         SyncRun.objects.filter(pk=self.run.pk).update(progress=dict(self.state), heartbeat_at=timezone.now())
         self.lease.tick()
+
+    def _derive(self, now: float) -> None:
+        total, done = self.state.get("total"), self.state.get("done")
+        if not total or done is None:
+            self.state.pop("percent", None)
+            self.state.pop("eta_seconds", None)
+            return
+        done = min(done, total)
+        self.state["percent"] = round(100.0 * done / total, 1)
+        written = done - min(self._phase_done, done)
+        elapsed = now - self._phase_started
+        if done >= total:
+            self.state["eta_seconds"] = 0
+        elif written > 0 and elapsed > 0:
+            self.state["eta_seconds"] = round((total - done) * elapsed / written)
+        else:
+            self.state.pop("eta_seconds", None)
 
 
 PUSH_DIRECTIONS = (Direction.EXPORT, Direction.FULL, Direction.RESOLVE, Direction.ROLLBACK)
@@ -213,6 +284,10 @@ def sync_run_execute(*, run_id: int, client=None, progress=None) -> SyncRun:
         recorder.flush()
         if not run.dry_run:
             lock_release(owner=_owner(run))
+    if isinstance(progress, _Progress) and progress.state.get("remote_window_seconds") is not None:
+        saved = SyncRun.objects.filter(pk=run.pk).values_list("progress", flat=True).first() or {}
+        SyncRun.objects.filter(pk=run.pk).update(
+            progress={**saved, "remote_window_seconds": progress.state["remote_window_seconds"]})
     run.counts = recorder.counts_json(run.resources or ALL_RESOURCES)
     run.errors = recorder.errors[:1000]
     run.plan = recorder.plan
@@ -228,8 +303,20 @@ def sync_run_execute(*, run_id: int, client=None, progress=None) -> SyncRun:
 
 
 def _finish(run: SyncRun, status: str, *, message: str = "") -> SyncRun:
-    run.status, run.finished_at, run.message = status, timezone.now(), message
-    run.progress = {**(run.progress or {}), "phase": "finished"}
+    from vapisync.services.status import status_snapshot_after_run, status_snapshot_wanted_after
+
+    run.status, run.message = status, message
+    # The row, not this object: progress reports update the row only.
+    saved = SyncRun.objects.filter(pk=run.pk).values_list("progress", flat=True).first()
+    progress = {k: v for k, v in (saved or run.progress or {}).items() if k != "eta_seconds"}
+    if progress.get("total") and status != RunStatus.FAILED:
+        progress.update(done=progress["total"], percent=100.0)  # the bar ends full, whatever the last report said
+    if status_snapshot_wanted_after(run):
+        # Before the run shows as finished, so the page that then reloads shows the status it left.
+        SyncRun.objects.filter(pk=run.pk).update(progress={**progress, "phase": "comparing with Vapi"})
+        status_snapshot_after_run(run)
+    run.finished_at = timezone.now()
+    run.progress = {**progress, "phase": "finished"}
     run.save()
     return run
 
@@ -247,14 +334,27 @@ def broker_configured() -> bool:
 
 
 def sync_run_submit(**kwargs) -> SyncRun:
-    """Run now when there is no worker (returns it finished); otherwise queue it for a
-    worker after commit (returns it queued: poll it)."""
-    if not broker_configured() or kwargs.get("dry_run"):
-        return sync_run_start(**kwargs)
-    from vapisync.tasks import sync_run_execute_task
+    """Start a run from a request without making the request wait for it: queued for the worker
+    after commit when there is a broker, else executed by a background thread of this process
+    (vapisync.services.background). Returns the run queued: poll its row.
 
+    Dry runs change nothing and are answered inline (returned finished), with the interactive
+    budget so a slow or unreachable Vapi fails them quickly."""
+    if kwargs.get("dry_run"):
+        if "client" not in kwargs and vapi_settings().configured:
+            kwargs["client"] = sync_client(interactive=True)
+        return sync_run_start(**kwargs)
+    kwargs.pop("progress", None)
+    client = kwargs.pop("client", None)
     run = sync_run_create(**kwargs)
-    transaction.on_commit(lambda: sync_run_execute_task.delay(run.pk))
+    if broker_configured() and client is None:
+        from vapisync.tasks import sync_run_execute_task
+
+        transaction.on_commit(lambda: sync_run_execute_task.delay(run.pk))
+    else:
+        from vapisync.services.background import background_run_start
+
+        background_run_start(run.pk, client=client)
     return run
 
 

@@ -9,6 +9,21 @@ BASE_URL = "http://vapi.test"
 API_KEY = "test-vapi-key"
 
 
+@pytest.fixture(autouse=True)
+def fresh_process_state():
+    """What a process remembers between requests (the cache: throttles, the health probe; the circuit
+    breakers) starts empty in every test, as in a newly started process."""
+    from django.core.cache import cache
+
+    from vapisync.client import circuit_breakers_reset
+
+    cache.clear()
+    circuit_breakers_reset()
+    yield
+    cache.clear()
+    circuit_breakers_reset()
+
+
 @pytest.fixture
 def emulator():
     emu = VapiEmulator(api_key=API_KEY, random_seed=7)

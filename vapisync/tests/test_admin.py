@@ -59,6 +59,13 @@ def select(action, *objs, **extra):
     return {"action": action, "_selected_action": [o.pk for o in objs], **extra}
 
 
+def assert_started_in_background(response, run):
+    """A real run answers at once (it ran after the response here): one message linking the run."""
+    level, text = message_list(response)[-1]
+    assert level == levels.INFO and "runs in the background" in text, text
+    assert f'href="/admin/vapisync/syncrun/{run.pk}/change/"' in text
+
+
 # --- The page ----------------------------------------------------------------------------------
 
 
@@ -72,6 +79,7 @@ def test_page_is_linked_from_admin_index_and_sidebar(staff):
 def test_page_shows_counts_on_both_sides(staff, emulator):
     seed(emulator)
     Agent.objects.create(name="Local only")
+    staff.post(PAGE + "check/")  # compare with Vapi now and store it; the page then reads that
 
     response = staff.get(PAGE)
 
@@ -154,15 +162,15 @@ def test_full_synchronization_button_runs_and_reports(staff, emulator, staff_use
     response = staff.post(RUN, {"operation": "full"})
 
     run = SyncRun.objects.get()
-    assert response.status_code == 302 and response["Location"] == f"{PAGE}?run={run.pk}#results"
+    assert response.status_code == 302 and response["Location"] == f"{PAGE}?run={run.pk}#progress"
+    assert_started_in_background(response, run)
+    run.refresh_from_db()
     assert (run.direction, run.trigger, run.user, run.status) == (Direction.FULL, "admin", staff_user, RunStatus.SUCCEEDED)
     assert Agent.objects.count() == 3 and PhoneNumber.objects.get().agent.vapi_assistant_id == support["id"]
     assert len(emulator.assistants) == 3  # "Made here" was created in Vapi
-    [(level, text)] = message_list(response)
-    assert level == levels.SUCCESS and "Full synchronization finished" in text and "agents: 3 created" in text
-    assert f'href="/admin/vapisync/syncrun/{run.pk}/change/"' in text
+    assert run.progress["phase"] == "finished"
 
-    page = staff.get(response["Location"])
+    page = staff.get(f"{PAGE}?run={run.pk}")
     assert page.context["results"]["run"] == run
     html = page.content.decode()
     assert "Results: Full synchronization" in html and f'data-run-id="{run.pk}"' in html
@@ -226,6 +234,8 @@ def test_second_run_while_one_runs_is_refused_with_a_link(staff, emulator):
 
 def test_json_endpoints(staff, emulator):
     seed(emulator)
+    assert staff.get(PAGE + "status.json").json()["agents"]["vapi"] is None  # never compared yet
+    staff.post(PAGE + "check/")
     status = staff.get(PAGE + "status.json").json()
     assert status["agents"]["vapi"] == 2 and status["configured"] is True
     local = staff.get(PAGE + "status.json", {"remote": "0"}).json()
@@ -276,8 +286,10 @@ def test_push_action_asks_for_confirmation_then_pushes(staff, emulator):
     assert other.vapi_assistant_id is None and len(emulator.assistants) == 1
     run = SyncRun.objects.get()
     assert (run.direction, run.trigger, run.selection["local_ids"]) == (Direction.EXPORT, "admin", {"assistants": [agent.pk]})
-    [(level, text)] = message_list(done)
-    assert level == levels.SUCCESS and "Export of 1 selected agent to Vapi finished" in text and "1 created" in text
+    assert_started_in_background(done, run)
+    assert "Export of 1 selected agent to Vapi" in message_list(done)[0][1]
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED and run.counts["assistants"]["created"] == 1
 
 
 def test_refresh_action_pulls_the_vapi_version(staff, emulator):
@@ -293,8 +305,9 @@ def test_refresh_action_pulls_the_vapi_version(staff, emulator):
     agent.refresh_from_db()
     assert agent.name == "Support (edited in Vapi)"
     assert Agent.objects.get(name="Sales").vapi_assistant_id  # untouched, still linked
-    [(level, text)] = message_list(done)
-    assert level == levels.SUCCESS and "1 updated" in text
+    run = SyncRun.objects.first()
+    assert_started_in_background(done, run)
+    assert run.counts["assistants"]["updated"] == 1
 
 
 def test_push_confirmation_says_agents_deleted_in_vapi_are_recreated(staff, emulator):
@@ -354,7 +367,8 @@ def test_phone_number_actions(staff, emulator):
     PhoneNumber.objects.filter(pk=phone.pk).update(name="Renamed here")
     done = staff.post(PHONES, select("push_to_vapi", phone, post="yes"))
     assert emulator.phone_numbers[phone.vapi_phone_id]["name"] == "Renamed here"
-    assert message_list(done)[0][0] == levels.SUCCESS
+    assert_started_in_background(done, SyncRun.objects.first())
+    assert SyncRun.objects.first().status == RunStatus.SUCCEEDED
 
 
 def test_partial_failure_is_a_warning_with_the_error(staff, emulator):
@@ -366,9 +380,9 @@ def test_partial_failure_is_a_warning_with_the_error(staff, emulator):
 
     run = SyncRun.objects.get()
     assert run.status == RunStatus.PARTIAL
-    [(level, text)] = message_list(done)
-    assert level == levels.WARNING and "partly failed" in text and "1 item(s) failed" in text
-    assert f"/admin/vapisync/syncrun/{run.pk}/change/" in text
+    assert_started_in_background(done, run)
+    page = staff.get(f"{PAGE}?run={run.pk}").content.decode()
+    assert "Partly failed" in page and "Bad" in page
 
 
 def test_failed_run_is_an_error_message(staff, emulator, fast_failures):
@@ -380,8 +394,7 @@ def test_failed_run_is_an_error_message(staff, emulator, fast_failures):
     assert done.status_code == 302
     run = SyncRun.objects.get()
     assert run.status in (RunStatus.FAILED, RunStatus.PARTIAL) and run.counts["assistants"]["failed"] == 1
-    [(level, text)] = message_list(done)
-    assert level == levels.ERROR and "failed" in text and f"run {run.pk}</a>" in text
+    assert_started_in_background(done, run)
 
 
 def test_refresh_while_vapi_is_down_is_an_error_message(staff, emulator, fast_failures):
@@ -393,8 +406,7 @@ def test_refresh_while_vapi_is_down_is_an_error_message(staff, emulator, fast_fa
     done = staff.post(AGENTS, select("refresh_from_vapi", agent, post="yes"))
 
     assert SyncRun.objects.first().status == RunStatus.FAILED
-    [(level, text)] = message_list(done)
-    assert level == levels.ERROR and "failed" in text
+    assert_started_in_background(done, SyncRun.objects.first())
 
 
 def test_changelists_show_coloured_sync_status(staff, emulator):
@@ -573,15 +585,19 @@ def test_no_500_when_vapi_is_down(staff, emulator, fast_failures):
     emulator.down = True
 
     page = staff.get(PAGE)
-    assert page.status_code == 200
-    assert "Vapi could not be reached." in page.content.decode()
+    assert page.status_code == 200 and emulator.counts == {}  # the page reads the stored status
     assert page.context["cards"][0]["vapi"] is None
+
+    checked = staff.post(PAGE + "check/", follow=True)
+    assert checked.status_code == 200
+    html = checked.content.decode()
+    assert "Vapi could not be reached." in html and "503" in html and "Last successful contact: never" in html
+    assert any(m.level == levels.ERROR for m in checked.context["messages"])
 
     posted = staff.post(RUN, {"operation": "full"}, follow=True)
     assert posted.status_code == 200
     run = SyncRun.objects.get()
     assert run.status == RunStatus.FAILED
-    assert any(m.level == levels.ERROR for m in posted.context["messages"])
     assert staff.get(PAGE + "status.json").status_code == 200
     assert staff.get(f"/admin/vapisync/syncrun/{run.pk}/change/").status_code == 200
     assert staff.post(PAGE + "resolve/", {"resource": "assistants", "local_id": Agent.objects.get().pk,
@@ -600,7 +616,7 @@ def test_page_survives_an_unexpected_error_in_the_status(staff, emulator, monkey
 
     monkeypatch.setattr(views, "sync_status_get", broken)
     response = staff.get(PAGE)
-    assert response.status_code == 200 and "Could not compare with Vapi (RuntimeError)" in response.content.decode()
+    assert response.status_code == 200 and "Could not read the sync status (RuntimeError)" in response.content.decode()
 
 
 def test_api_key_is_never_rendered(staff, emulator, settings):
@@ -637,3 +653,294 @@ def test_api_key_is_never_rendered(staff, emulator, settings):
         assert response.status_code == 200, response.request["PATH_INFO"]
         assert canary not in response.content.decode(), response.request["PATH_INFO"]
         assert canary not in str(response.cookies)
+
+
+# --- Polish: links, times, wording, whole values --------------------------------------------------
+
+WEBHOOKS = "/admin/vapisync/webhookevent/"
+LONG_PROMPT = "You are the front desk of a busy clinic. " * 12 + "Always confirm the appointment time twice."
+CANCEL = '<a role="button" href="#" class="button cancel-link vs-cancel">No, take me back</a>'
+
+
+def imported_agent(emulator, staff_user, name="Support", **extra):
+    from vapisync.services.runs import sync_run_submit
+
+    doc = make_assistant(emulator, name, **extra)
+    sync_run_submit(direction=Direction.IMPORT, resources=[Resource.ASSISTANTS], trigger="admin", user=staff_user)
+    return doc, Agent.objects.get(vapi_assistant_id=doc["id"])
+
+
+def test_no_view_site_link_leading_to_a_404(staff):
+    html = staff.get("/admin/").content.decode()
+    assert "View site" not in html
+    assert staff.get("/").status_code == 404  # there is no public site to point to
+
+
+def test_run_times_show_seconds(staff, emulator, staff_user):
+    imported_agent(emulator, staff_user)
+    run = SyncRun.objects.get()
+    stamp = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+    listing = staff.get("/admin/vapisync/syncrun/").content.decode()
+    assert stamp.search(listing)
+    detail = staff.get(f"/admin/vapisync/syncrun/{run.pk}/change/").content.decode()
+    assert len(stamp.findall(detail)) >= 3  # created, started, finished
+
+
+def test_a_failed_run_never_says_nothing_to_change(staff, emulator, fast_failures):
+    emulator.down = True
+    response = staff.post(RUN, {"operation": "import_assistants"}, follow=True)
+    run = SyncRun.objects.get()
+    assert run.status == RunStatus.FAILED and not any(v for c in run.counts.values() for v in c.values())
+    message = [str(m) for m in get_messages(response.wsgi_request)] or [response.content.decode()]
+    pages = [
+        staff.get("/admin/vapisync/syncrun/").content.decode(),
+        staff.get(f"/admin/vapisync/syncrun/{run.pk}/change/").content.decode(),
+        staff.get(f"{PAGE}?run={run.pk}").content.decode(),
+        staff.get(f"{PAGE}runs/{run.pk}.json").json()["summary"],
+        *message,
+    ]
+    for text in pages:
+        assert "nothing to change" not in text
+    assert "failed before any change" in pages[0] and "failed before any change" in pages[3]
+
+
+def test_a_long_prompt_change_is_shown_whole_in_the_run(staff, emulator, staff_user):
+    doc, agent = imported_agent(emulator, staff_user)
+    emulator.edit_assistant(doc["id"], model={**doc["model"], "messages": [{"role": "system", "content": LONG_PROMPT}]})
+    staff.post(RUN, {"operation": "import_assistants"})
+    run = SyncRun.objects.latest("id")
+    html = staff.get(f"/admin/vapisync/syncrun/{run.pk}/change/").content.decode()
+    assert 'class="vs-more"' in html
+    assert LONG_PROMPT in html  # whole, inside the expandable cell
+    assert LONG_PROMPT[:89] + "…" in html  # and shortened in its summary
+    agent.refresh_from_db()
+    assert agent.system_prompt == LONG_PROMPT
+
+
+def test_record_shows_its_stored_vapi_document_with_secrets_masked(staff, emulator, staff_user):
+    doc, agent = imported_agent(
+        emulator, staff_user, server={"url": "https://hooks.example.com/vapi", "secret": "srv-secret-value-1", "timeoutSeconds": 20},
+        credentials=[{"provider": "11labs", "apiKey": "eleven-key-value-2"}],
+        metadata={"team": "support", "password": "pw-value-3", "note": "key test-vapi-key"})
+    html = staff.get(f"{AGENTS}{agent.pk}/change/").content.decode()
+    assert "Show the stored Vapi document" in html
+    assert "https://hooks.example.com/vapi" in html and "timeoutSeconds" in html and doc["id"] in html
+    for secret in ("srv-secret-value-1", "eleven-key-value-2", "pw-value-3", "test-vapi-key"):
+        assert secret not in html
+    assert html.count("•••••• (hidden)") == 3
+    assert f'href="https://dashboard.vapi.ai/assistants/{doc["id"]}"' in html
+
+
+def test_phone_number_links_to_vapi_dashboard_and_unlinked_records_do_not(staff, emulator, staff_user):
+    from vapisync.services.runs import sync_run_submit
+
+    phone = emulator.add_phone_number(provider="vapi", number="+16826269224", name="Main line")
+    sync_run_submit(direction=Direction.IMPORT, resources=[Resource.PHONE_NUMBERS], trigger="admin", user=staff_user)
+    local = PhoneNumber.objects.get()
+    html = staff.get(f"{PHONES}{local.pk}/change/").content.decode()
+    assert f'href="https://dashboard.vapi.ai/phone-numbers/{phone["id"]}"' in html
+    emulator.down = True  # saving the new agent must not depend on Vapi for this check
+    unlinked = Agent.objects.create(name="Draft", system_prompt="Draft.")
+    html = staff.get(f"{AGENTS}{unlinked.pk}/change/").content.decode()
+    assert "dashboard.vapi.ai" not in html and "Not in Vapi yet." in html
+
+
+def test_compare_with_vapi_now_shows_whole_fields_from_one_get(staff, emulator, staff_user):
+    doc, agent = imported_agent(emulator, staff_user, prompt=LONG_PROMPT)
+    emulator.edit_assistant(doc["id"], name="Support (renamed in Vapi)")
+    Agent.objects.filter(pk=agent.pk).update(first_message="Edited here.")  # no automatic push
+    emulator.reset_counters()
+    runs = SyncRun.objects.count()
+
+    change_page = staff.get(f"{AGENTS}{agent.pk}/change/").content.decode()
+    assert f'href="{AGENTS}{agent.pk}/compare-with-vapi/"' in change_page
+    response = staff.get(f"{AGENTS}{agent.pk}/compare-with-vapi/")
+    html = response.content.decode()
+
+    assert response.status_code == 200
+    assert "Here and Vapi disagree on name, first_message" in html
+    assert "Support (renamed in Vapi)" in html and "Edited here." in html
+    assert html.count(LONG_PROMPT) == 4  # whole: here, in Vapi now, at the last sync, and in Vapi's document
+    assert "changed in Vapi since the last sync" in html and "changed here since the last sync" in html
+    assert dict(emulator.counts) == {"GET /assistant/{id}": 1} and emulator.write_attempts == 0
+    assert SyncRun.objects.count() == runs
+    agent.refresh_from_db()
+    assert agent.name == "Support" and agent.first_message == "Edited here."
+
+
+def test_compare_with_vapi_down_or_deleted_says_so(staff, emulator, staff_user, fast_failures):
+    doc, agent = imported_agent(emulator, staff_user)
+    emulator.down = True
+    html = staff.get(f"{AGENTS}{agent.pk}/compare-with-vapi/").content.decode()
+    assert "Could not read it from Vapi" in html and "Service Unavailable" in html
+    assert "Support" in html  # this side is still shown
+    emulator.down = False
+    emulator.remove_assistant(doc["id"])
+    html = staff.get(f"{AGENTS}{agent.pk}/compare-with-vapi/").content.decode()
+    assert "it was deleted there" in html
+
+
+def test_compare_needs_the_run_sync_permission(client, django_user_model, emulator, staff_user):
+    _, agent = imported_agent(emulator, staff_user)
+    viewer = django_user_model.objects.create_user("viewer", password="pw-viewer-123", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_agent"))
+    client.force_login(viewer)
+    emulator.reset_counters()
+    assert "compare-with-vapi" not in client.get(f"{AGENTS}{agent.pk}/change/").content.decode()
+    assert client.get(f"{AGENTS}{agent.pk}/compare-with-vapi/").status_code == 403
+    assert emulator.counts == {}
+
+
+def test_every_confirmation_page_has_the_same_cancel_button(staff, emulator, staff_user):
+    doc, agent = imported_agent(emulator, staff_user)
+    run = SyncRun.objects.get()
+    pages = {
+        "push": staff.post(AGENTS, select("push_to_vapi", agent)),
+        "refresh": staff.post(AGENTS, select("refresh_from_vapi", agent)),
+        "preview": staff.post(AGENTS, select("preview_sync", agent)),
+        "rollback": staff.get(f"/admin/vapisync/syncrun/{run.pk}/rollback/"),
+    }
+    agent.delete()
+    pages["delete in Vapi"] = staff.get(PAGE + "delete-in-vapi/", {"vapi_id": doc["id"]})
+    for name, response in pages.items():
+        html = response.content.decode()
+        assert response.status_code == 200, name
+        assert html.count(CANCEL) == 1, name
+        assert "cancel-link\">" not in html.replace(CANCEL, ""), name  # no other cancel style
+
+
+# --- Webhook events --------------------------------------------------------------------------------
+
+
+def failed_webhook_event(client, emulator, staff_user):
+    """A webhook for a reassigned number that arrived while Vapi was down: stored, failed, waiting."""
+    from vapisync.services.runs import sync_run_submit
+
+    first = make_assistant(emulator, "First")
+    second = make_assistant(emulator, "Second")
+    phone = emulator.add_phone_number(provider="vapi", number="+16826269224", name="Main", assistantId=first["id"])
+    sync_run_submit(direction=Direction.IMPORT, trigger="admin", user=staff_user)
+    emulator.edit_phone_number(phone["id"], assistantId=second["id"])
+    emulator.down = True
+    body = {"message": {"type": "status-update", "status": "in-progress", "call": {"phoneNumberId": phone["id"]}}}
+    response = client.post("/api/vapi-sync/webhook", body, content_type="application/json",
+                           HTTP_X_VAPI_SECRET="test-webhook-secret")
+    assert response.status_code == 200
+    emulator.down = False
+    return second
+
+
+def test_webhook_events_are_listed_filtered_and_read_only(staff, emulator, staff_user, fast_failures):
+    from vapisync.models import WebhookEvent
+
+    failed_webhook_event(staff, emulator, staff_user)
+    event = WebhookEvent.objects.get()
+    assert event.error and event.processed_at is None
+    WebhookEvent.objects.create(body_sha256="b" * 64, message_type="speech-update", processed_at=event.received_at,
+                                payload={"message": {"type": "speech-update"}})
+
+    def listed(**filters):
+        response = staff.get(WEBHOOKS, filters)
+        assert response.status_code == 200
+        return sorted(e.message_type for e in response.context["cl"].result_list)
+
+    listing = staff.get(WEBHOOKS).content.decode()
+    assert "Error, waiting" in listing and "Processed" in listing
+    assert listed() == ["speech-update", "status-update"]
+    assert listed(has_error="yes") == ["status-update"] and listed(has_error="no") == ["speech-update"]
+    assert listed(processed="no") == ["status-update"] and listed(processed="yes") == ["speech-update"]
+    assert listed(message_type="speech-update") == ["speech-update"]
+
+    detail = staff.get(f"{WEBHOOKS}{event.pk}/change/").content.decode()
+    assert "in-progress" in detail and 'name="_save"' not in detail
+    staff.post(f"{WEBHOOKS}{event.pk}/change/", {"error": "", "message_type": "x"})
+    assert WebhookEvent.objects.get(pk=event.pk).message_type == "status-update"
+    assert staff.get(f"{WEBHOOKS}add/").status_code == 403
+    assert staff.post(f"{WEBHOOKS}{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert WebhookEvent.objects.count() == 2
+
+
+def test_process_again_clears_the_error_and_refreshes_through_the_usual_processing(staff, emulator, staff_user, fast_failures):
+    from vapisync.models import Trigger, WebhookEvent
+
+    second = failed_webhook_event(staff, emulator, staff_user)
+    event = WebhookEvent.objects.get()
+    assert PhoneNumber.objects.get().agent.vapi_assistant_id != second["id"]
+
+    response = staff.post(WEBHOOKS, select("process_again", event), follow=True)
+
+    event.refresh_from_db()
+    assert event.processed_at is not None and event.error == ""
+    assert PhoneNumber.objects.get().agent.vapi_assistant_id == second["id"]
+    assert SyncRun.objects.filter(trigger=Trigger.WEBHOOK, status=RunStatus.SUCCEEDED).exists()
+    assert "1 event(s) processed again." in [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def test_process_again_needs_the_run_sync_permission(client, django_user_model, emulator, staff_user, fast_failures):
+    from vapisync.models import WebhookEvent
+
+    failed_webhook_event(client, emulator, staff_user)
+    event = WebhookEvent.objects.get()
+    viewer = django_user_model.objects.create_user("viewer", password="pw-viewer-123", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_webhookevent"))
+    client.force_login(viewer)
+    assert "process_again" not in client.get(WEBHOOKS).content.decode()
+    client.post(WEBHOOKS, select("process_again", event))
+    event.refresh_from_db()
+    assert event.processed_at is None and event.error
+
+
+def test_secret_masking_keeps_counts_references_and_flags():
+    from vapisync.services.compare import MASK, mask_secrets
+
+    document = {"model": {"maxTokens": 250}, "credentialId": "cred-1", "credentialIds": ["c"], "isServerUrlSecretSet": True,
+                "twilioAuthToken": "tok", "authentication": {"realm": "sip", "authUsername": "u", "authPassword": "p"},
+                "server": {"secret": ""}, "headers": {"Authorization": "Bearer abc"}, "privateKey": "k", "credential": "c"}
+    assert mask_secrets(document) == {
+        "model": {"maxTokens": 250}, "credentialId": "cred-1", "credentialIds": ["c"], "isServerUrlSecretSet": True,
+        "twilioAuthToken": MASK, "authentication": {"realm": "sip", "authUsername": "u", "authPassword": MASK},
+        "server": {"secret": ""}, "headers": {"Authorization": MASK}, "privateKey": MASK, "credential": MASK}
+
+
+def test_a_long_prompt_conflict_is_shown_whole_on_the_page(staff, emulator, settings):
+    settings.VAPI_SYNC_CONFLICT_POLICY = "manual"
+    remote = seed(emulator)
+    import_all(emulator)
+    agent = Agent.objects.get(vapi_assistant_id=remote["id"])
+    Agent.objects.filter(pk=agent.pk).update(system_prompt=LONG_PROMPT + " (here)")
+    emulator.edit_assistant(remote["id"], model={**remote["model"], "messages": [{"role": "system", "content": LONG_PROMPT + " (Vapi)"}]})
+    sync_run_start(direction=Direction.FULL, trigger="cli")
+    html = staff.get(PAGE).content.decode()
+    assert "Conflicts (1)" in html
+    assert LONG_PROMPT + " (here)" in html and LONG_PROMPT + " (Vapi)" in html and 'class="vs-more"' in html
+
+
+def test_compare_a_phone_number_shows_its_routing_on_both_sides(staff, emulator, staff_user):
+    from vapisync.services.runs import sync_run_submit
+
+    first = make_assistant(emulator, "First")
+    second = make_assistant(emulator, "Second")
+    phone = emulator.add_phone_number(provider="vapi", number="+16826269224", name="Main line", assistantId=first["id"])
+    sync_run_submit(direction=Direction.IMPORT, trigger="admin", user=staff_user)
+    emulator.edit_phone_number(phone["id"], assistantId=second["id"])
+    emulator.reset_counters()
+    local = PhoneNumber.objects.get()
+
+    html = staff.get(f"{PHONES}{local.pk}/compare-with-vapi/").content.decode()
+
+    assert "Here and Vapi disagree on assistant_id" in html
+    assert first["id"] in html and second["id"] in html
+    assert f'href="https://dashboard.vapi.ai/phone-numbers/{phone["id"]}"' in html
+    assert dict(emulator.counts) == {"GET /phone-number/{id}": 1}
+    assert PhoneNumber.objects.get().agent.vapi_assistant_id == first["id"]  # nothing changed here
+
+
+def test_a_failed_run_names_untouched_resources_nothing_done():
+    from vapisync import admin_views as views
+
+    run = SyncRun(direction=Direction.FULL, trigger="cli", status=RunStatus.FAILED,
+                  counts={"assistants": {"failed": 1}, "phone_numbers": {}})
+    assert views.run_counts_text(run) == "agents: 1 failed; phone numbers: nothing done"
+    assert views.run_summary(run) == "1 failed"
+    run.counts = {}
+    assert views.run_counts_text(run) == views.run_summary(run) == "failed before any change"

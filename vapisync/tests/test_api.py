@@ -96,6 +96,19 @@ def post(client, path, body=None):
     return client.post(BASE + path, body if body is not None else {}, format="json")
 
 
+def finished(client, response) -> dict:
+    """A trigger's 202 (the run executes after the response): the run as its Location shows it now."""
+    assert response.status_code == 202, response.content
+    assert response.json()["status"] == "queued" and response["Location"] == response.json()["url"]
+    polled = client.get(response["Location"])
+    assert polled.status_code == 200
+    return polled.json()
+
+
+def run_post(client, path, body=None) -> dict:
+    return finished(client, post(client, path, body))
+
+
 # --- The OpenAPI schema as the contract -------------------------------------------------------------
 
 
@@ -163,10 +176,19 @@ def test_seed_curl_get_status(emulator, staff_user, openapi):
 
     # curl -H "Authorization: Bearer TOKEN" http://127.0.0.1:8000/api/vapi-sync/status
     response = Client().get("/api/vapi-sync/status", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["snapshot"] is None and body["agents"]["vapi"] is None and body["in_sync"] is None  # never compared
+    assert emulator.counts == {}  # reading the status never waits on Vapi
+    assert_matches_schema(openapi, response, "get", "status")
+
+    # curl -H "Authorization: Bearer TOKEN" "http://127.0.0.1:8000/api/vapi-sync/status?refresh=true"
+    response = Client().get("/api/vapi-sync/status?refresh=true", HTTP_AUTHORIZATION=f"Bearer {token}")
 
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["in_sync"] is False and body["configured"] is True and body["vapi_error"] is None
+    assert body["snapshot"]["fresh"] is True and body["snapshot"]["source"] == "check" and body["vapi_last_ok_at"]
     assert body["agents"]["database"] == 0 and body["agents"]["vapi"] == 1 and body["agents"]["in_sync"] is False
     assert body["phone_numbers"]["vapi"] == 1 and body["phone_numbers"]["would_change"]["created"] == 1
     assert body["last_run"] is None and body["active_run"] is None
@@ -183,20 +205,21 @@ def test_seed_curl_post_full_without_body_or_content_type(emulator, staff_user, 
     # curl -X POST -H "Authorization: Bearer TOKEN" http://127.0.0.1:8000/api/vapi-sync/full
     response = Client().generic("POST", "/api/vapi-sync/full", HTTP_AUTHORIZATION=f"Bearer {token}")
 
-    assert response.status_code == 200, response.content
-    run = response.json()
+    assert response.status_code == 202, response.content
+    assert_matches_schema(openapi, response, "post", "full")
+    run = Client().get(response["Location"], HTTP_AUTHORIZATION=f"Bearer {token}").json()
     assert (run["status"], run["direction"], run["trigger"], run["user"]) == ("succeeded", "full", "api", "staff")
     assert run["resources"] == ["agents", "phone_numbers"]
     assert run["counts"]["agents"]["created"] == 1 and run["counts"]["phone_numbers"]["created"] == 2
     assert run["dry_run"] is False and run["plan"] == [] and run["errors"] == []
-    assert run["url"].endswith(f"/api/vapi-sync/runs/{run['id']}/")
-    assert_matches_schema(openapi, response, "post", "full")
+    assert run["url"].endswith(f"/api/vapi-sync/runs/{run['id']}/") and run["progress"]["phase"] == "finished"
     assert set(PhoneNumber.objects.values_list("number", flat=True)) == {"+16826269224", "+19724741424"}
     assert PhoneNumber.objects.get(number="+16826269224").agent == Agent.objects.get(vapi_assistant_id=support["id"])
 
-    # ...and the status now says everything is in sync.
+    # ...and the status, stored by the run, now says everything is in sync.
     status = Client().get("/api/vapi-sync/status", HTTP_AUTHORIZATION=f"Bearer {token}").json()
     assert status["in_sync"] is True and status["last_run"]["id"] == run["id"]
+    assert status["snapshot"]["run_id"] == run["id"] and status["snapshot"]["source"] == "run"
 
 
 def test_trailing_slash_variants_answer_too(emulator, staff_api):
@@ -242,9 +265,8 @@ def test_viewer_reads_status_runs_and_conflicts(emulator, viewer_api):
 
 def test_run_sync_permission_without_staff_may_trigger(emulator, runner_api):
     make_assistant(emulator, "Support")
-    response = post(runner_api, "assistants/from-vapi")
-    assert response.status_code == 200
-    assert response.json()["user"] == "runner" and response.json()["status"] == "succeeded"
+    run = run_post(runner_api, "assistants/from-vapi")
+    assert run["user"] == "runner" and run["status"] == "succeeded"
     assert runner_api.get(BASE + "runs/").json()["count"] == 1
 
 
@@ -280,23 +302,22 @@ def test_resource_endpoints_run_their_direction_and_resource(emulator, staff_api
 
     response = post(staff_api, path)
 
-    assert response.status_code == 200, response.content
-    run = response.json()
+    assert_matches_schema(openapi, response, "post", path)
+    run = finished(staff_api, response)
     assert (run["direction"], run["resources"], run["trigger"]) == (direction, [resource], "api")
     assert run["status"] == "succeeded", run["errors"]
     assert list(run["counts"]) == [resource]
-    assert_matches_schema(openapi, response, "post", path)
 
 
 def test_import_assistants_creates_agents_and_export_creates_assistants(emulator, staff_api):
     remote = make_assistant(emulator, "Remote")
     local = Agent.objects.create(name="Local")
 
-    assert post(staff_api, "assistants/from-vapi").json()["counts"]["agents"]["created"] == 1
+    assert run_post(staff_api, "assistants/from-vapi")["counts"]["agents"]["created"] == 1
     assert Agent.objects.filter(vapi_assistant_id=remote["id"]).exists()
     assert len(emulator.assistants) == 1  # an import never writes to Vapi
 
-    assert post(staff_api, "agents/to-vapi").json()["counts"]["agents"]["created"] == 1
+    assert run_post(staff_api, "agents/to-vapi")["counts"]["agents"]["created"] == 1
     local.refresh_from_db()
     assert local.vapi_assistant_id in emulator.assistants
 
@@ -305,7 +326,7 @@ def test_selected_ids_local_and_vapi(emulator, staff_api):
     wanted = make_assistant(emulator, "Wanted")
     make_assistant(emulator, "Other")
     response = post(staff_api, "assistants/from-vapi", {"ids": [wanted["id"]]})
-    assert response.status_code == 200
+    assert response.status_code == 202
     assert response.json()["selection"]["vapi_ids"] == {"agents": [wanted["id"]]}
     assert list(Agent.objects.values_list("name", flat=True)) == ["Wanted"]
 
@@ -319,7 +340,7 @@ def test_full_sync_limited_to_agents_leaves_phone_numbers_out(emulator, staff_ap
     emulator.add_phone_number(provider="vapi", number="+16826269224")
     agent = Agent.objects.create(name="Only me")
     response = post(staff_api, "full", {"agent_ids": [agent.pk]})
-    assert response.status_code == 200
+    assert response.status_code == 202
     assert response.json()["resources"] == ["agents"]
     assert not PhoneNumber.objects.exists()
     agent.refresh_from_db()
@@ -559,7 +580,7 @@ def test_conflicts_listed_and_resolved_through_the_api(emulator, staff_api, sett
     agent.first_message = "Local greeting"
     agent.save()
     emulator.edit_assistant(remote["id"], firstMessage="Vapi greeting")
-    assert post(staff_api, "full").json()["counts"]["agents"]["conflicts"] == 1
+    assert run_post(staff_api, "full")["counts"]["agents"]["conflicts"] == 1
 
     listing = staff_api.get(BASE + "conflicts")
     assert listing.status_code == 200

@@ -262,6 +262,25 @@ def test_progress_bar_on_a_terminal_only(emulator):
         assert code == 0 and not any(mark in err for mark in BAR_MARKS), args
 
 
+def test_progress_bar_counts_records_written_and_ends_full(emulator):
+    Agent.objects.bulk_create([Agent(name=f"Local {i}") for i in range(7)])
+    tty = TTY()
+    out, err, code = vapi_sync("export", "--resource", "agents", stderr=tty)
+    assert code == 0
+    assert "assistants: applying" in err and "7/7" in err and "100%" in err  # only what needed work, to the end
+
+
+def test_status_compares_now_or_shows_the_stored_comparison(emulator):
+    make_assistant(emulator, "Remote")
+    emulator.reset_counters()
+    assert json.loads(vapi_sync("status", "--cached", "--json")[0])["snapshot"] is None and emulator.counts == {}
+    assert json.loads(vapi_sync("status", "--json")[0])["snapshot"]["source"] == "check"
+    assert emulator.counts["GET /assistant"] == 1
+    emulator.reset_counters()
+    cached = json.loads(vapi_sync("status", "--cached", "--json")[0])
+    assert cached["agents"]["vapi"] == 1 and cached["snapshot"]["fresh"] is True and emulator.counts == {}
+
+
 # --- What a shell sees ---------------------------------------------------------------------------------
 
 

@@ -203,12 +203,15 @@ def test_patch_replaces_nested_objects_wholesale(emu, api):
     assert emu.assistants[created["id"]]["model"] == new_model
 
 
-def test_patch_null_removes_a_field_and_updated_at_strictly_increases():
-    frozen = Api(VapiEmulator(api_key=KEY, clock=lambda: T0))
+def test_patch_null_is_kept_as_null_and_updated_at_strictly_increases():
+    emulator = VapiEmulator(api_key=KEY, clock=lambda: T0)
+    frozen = Api(emulator)
     created = frozen("POST", "/assistant", {"name": "Riley", "firstMessage": "Hi"})[1]
     first = frozen("PATCH", f"/assistant/{created['id']}", {"firstMessage": None})[1]
     second = frozen("PATCH", f"/assistant/{created['id']}", {"name": "Riley 2"})[1]
-    assert "firstMessage" not in first
+    assert first["firstMessage"] is None  # Vapi keeps the key, as null
+    assert frozen("GET", f"/assistant/{created['id']}")[1]["firstMessage"] is None
+    assert second["firstMessage"] is None and emulator.assistants[created["id"]]["firstMessage"] is None
     assert created["updatedAt"] < first["updatedAt"] < second["updatedAt"]
     assert second["createdAt"] == created["createdAt"]
 
@@ -263,7 +266,7 @@ def test_unknown_ids_and_routes_are_404(api):
         status, error, _ = api(method, f"/assistant/{missing}", {} if method == "PATCH" else None)
         assert (status, error) == (404, {"message": "Couldn't Get Assistant. Assistant Not Found", "error": "Not Found", "statusCode": 404})
         assert api(method, f"/phone-number/{missing}", {} if method == "PATCH" else None)[0] == 404
-    assert api("GET", "/squad")[1] == {"message": "Cannot GET /squad", "error": "Not Found", "statusCode": 404}
+    assert api("GET", "/call")[1] == {"message": "Cannot GET /call", "error": "Not Found", "statusCode": 404}
     assert api("PUT", "/assistant")[0] == 404
 
 
@@ -331,7 +334,7 @@ def test_phone_number_assistant_link_can_be_set_and_cleared(emu, api):
     phone = emu.add_phone_number(provider="twilio", number="+19724741424", twilioAccountSid="AC1", twilioAuthToken="t")
     assert api("PATCH", f"/phone-number/{phone['id']}", {"assistantId": assistant["id"]})[1]["assistantId"] == assistant["id"]
     cleared = api("PATCH", f"/phone-number/{phone['id']}", {"assistantId": None, "number": "+19724741425"})[1]
-    assert "assistantId" not in cleared and cleared["number"] == "+19724741425"
+    assert cleared["assistantId"] is None and cleared["number"] == "+19724741425"
     status, error, _ = api("PATCH", f"/phone-number/{phone['id']}", {"provider": "vapi"})
     assert status == 400 and error["message"] == ["provider must be one of the following values: twilio"]
 
@@ -565,3 +568,69 @@ def test_management_command_prints_the_built_in_key(settings):
     command.server.shutdown()
     thread.join(5)
     assert "'emulator-key'" in out.getvalue()
+
+
+# --- what current Vapi accepts (vapi-server-sdk 3.0.0 types, overlaid on the published OpenAPI) -----
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"model": {**MODEL, "serviceTier": "priority"}}, id="model.serviceTier"),
+        pytest.param({"model": {**MODEL, "speaker": {"instructions": "Speak warmly."}}}, id="openai speaker"),
+        pytest.param({"model": {**MODEL, "reasoner": {"skills": []}}}, id="openai reasoner"),
+        pytest.param({"model": {**MODEL, "model": "gpt-live-1"}}, id="model gpt-live-1"),
+        pytest.param({"voice": {"provider": "deepgram", "voiceId": "asteria", "speed": 1.2, "expressivity": 0.5}},
+                     id="deepgram speed and expressivity"),
+        pytest.param({"voice": {"provider": "11labs", "voiceId": "burt", "model": "eleven_v4_turbo"}}, id="eleven_v4_turbo"),
+        pytest.param({"transcriber": {"provider": "soniox", "endpointSensitivity": 0.4, "confidenceThreshold": 0.6,
+                                      "endpointLatencyAdjustmentLevel": 2}}, id="soniox options"),
+        pytest.param({"transcriber": {"provider": "assembly-ai", "agentContextAutoUpdateEnabled": True,
+                                      "speechModel": "universal-3-6-pro"}}, id="assemblyai options"),
+    ],
+)
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_fields_and_values_added_since_the_published_document_are_accepted(emu, api, method, body):
+    path = "/assistant" if method == "POST" else f"/assistant/{emu.add_assistant(name='Riley')['id']}"
+    status, saved, _ = api(method, path, {"name": "Riley", **body})
+    assert status == (201 if method == "POST" else 200), saved
+    for key, value in body.items():
+        assert saved[key] == value and emu.assistants[saved["id"]][key] == value
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"model": {**MODEL, "serviceTier": 3}}, "model.serviceTier must be"),
+        ({"voice": {"provider": "deepgram", "voiceId": "asteria", "speed": "fast"}}, "voice.speed must be a number"),
+        ({"model": {**MODEL, "speaker": {"tone": "warm"}}}, "model.speaker.property tone should not exist"),
+        ({"transcriber": {"provider": "soniox", "shout": True}}, "transcriber.property shout should not exist"),
+        ({"colour": "blue"}, "property colour should not exist"),
+    ],
+)
+def test_what_vapi_rejects_is_still_rejected(api, body, message):
+    status, error, _ = api("POST", "/assistant", {"name": "Riley", **body})
+    assert status == 400
+    assert any(m.startswith(message) for m in error["message"]), error["message"]
+
+
+def test_a_sent_back_model_deprecations_is_accepted_and_ignored(emu, api):
+    deprecations = [{"provider": "openai", "model": "gpt-4o", "deprecationDate": "2026-12-31T00:00:00.000Z"}]
+    created = api("POST", "/assistant", {"name": "Riley", "modelDeprecations": deprecations})
+    assert created[0] == 201 and "modelDeprecations" not in created[1]
+    fetched = {**api("GET", f"/assistant/{created[1]['id']}")[1], "modelDeprecations": deprecations}
+    editable = {k: v for k, v in fetched.items() if k not in ("id", "orgId", "createdAt", "updatedAt", "isServerUrlSecretSet")}
+    status, patched, _ = api("PATCH", f"/assistant/{created[1]['id']}", {**editable, "name": "Riley 2"})
+    assert status == 200 and patched["name"] == "Riley 2" and "modelDeprecations" not in patched
+    assert "modelDeprecations" not in emu.assistants[created[1]["id"]]
+
+
+@pytest.mark.parametrize("resource", ["credential", "tool", "squad"])
+def test_resources_not_modelled_list_empty_and_404_by_id(emu, api, resource):
+    assert api("GET", f"/{resource}") [:2] == (200, [])
+    assert api("GET", f"/{resource}/", query={"limit": "10"})[:2] == (200, [])
+    status, error, _ = api("GET", f"/{resource}/00000000-0000-4000-8000-000000000000")
+    noun = resource.capitalize()
+    assert (status, error) == (404, {"message": f"Couldn't Get {noun}. {noun} Not Found", "error": "Not Found", "statusCode": 404})
+    assert api("GET", f"/{resource}", headers={})[0] == 401  # still behind the API key
+    emu.paginated_lists = True
+    assert api("GET", f"/{resource}")[1]["results"] == []

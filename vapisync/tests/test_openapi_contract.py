@@ -295,3 +295,11 @@ def test_thousands_of_list_items_validate_quickly():
     status, _, raw = emu.handle("GET", "/assistant", {"limit": "1000"}, HEADERS, None)
     assert status == 200
     openapi.validate_response("GET", "/assistant", 200, json.loads(raw))
+
+
+def test_responses_accept_null_for_optional_properties_as_vapi_answers_them():
+    """Vapi keeps a key PATCHed to null and answers it; a required property stays non-null."""
+    openapi.validate_schema("Assistant", {**load_fixture("vapi_assistant.json"), "firstMessage": None, "voice": None})
+    openapi.validate_response("GET", "/phone-number", 200, [{**p, "assistantId": None} for p in load_fixture("vapi_phone_numbers.json")])
+    with pytest.raises(SchemaValidationError, match=r"\$\.id"):
+        openapi.validate_schema("Assistant", {**load_fixture("vapi_assistant.json"), "id": None})

@@ -123,7 +123,9 @@ def test_runs_name_agents_agents_everywhere_and_accept_assistants_as_input(emula
     assert plan["resources"] == ["agents", "phone_numbers"] and set(plan["counts"]) == {"agents", "phone_numbers"}
     assert {item["resource"] for item in plan["plan"]} == {"agents"}
 
-    run = staff_api.post(SYNC + "agents/to-vapi", {"ids": [agent.pk]}, format="json").json()
+    queued = staff_api.post(SYNC + "agents/to-vapi", {"ids": [agent.pk]}, format="json")
+    assert queued.status_code == 202 and queued.json()["resources"] == ["agents"]
+    run = staff_api.get(queued["Location"]).json()
     assert run["resources"] == ["agents"] and run["selection"]["local_ids"] == {"agents": [agent.pk]}
     assert [e["resource"] for e in run["errors"]] == ["agents"]
 
@@ -272,10 +274,10 @@ def test_a_push_made_by_a_worker_records_the_user_who_saved(emulator, settings):
 
 
 def _forget_connections(app):
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.__dict__.pop("amqp", None)  # a cached property: the next use builds it from the current settings
+    """The app caches its connection pool and its AMQP helper (queues, producer pool): drop both, so the
+    next use follows the current settings. Nothing is closed: kombu shares pools process-wide by URL."""
+    app._pool = None
+    app.__dict__.pop("amqp", None)  # a cached property
 
 
 def _wait_for_run(timeout=20.0):

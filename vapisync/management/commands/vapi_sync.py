@@ -23,7 +23,8 @@ is one), else nobody. A recorded user needs the vapisync.run_sync permission, as
 
 Output: a summary on stdout; -v 0 prints nothing but errors (on stderr), -v 2 lists each change,
 -v 3 adds each changed field's old and new value. A progress bar goes to stderr only when stderr
-is a terminal (never with --json or -v 0). With --json, stdout holds exactly one JSON document:
+is a terminal (never with --json or -v 0): per phase, records written of those that need work, with
+the time left. With --json, stdout holds exactly one JSON document:
 the run (as the API returns it), the status, the run list, or on error {"detail", "code", ...}.
 
 Exit status: 0 succeeded; 1 the run partly failed or failed, another sync is in progress (its id
@@ -109,8 +110,10 @@ class Command(BaseCommand):
                     "anything else Vapi ids.",
                 )
 
-        action("status", "Database vs Vapi counts, drift, last and active run.").add_argument(
-            "--local", action="store_true", help="Do not read Vapi: database side only.")
+        sub = action("status", "Database vs Vapi counts, drift, last and active run (compares with Vapi now).")
+        sub.add_argument("--local", action="store_true", help="Do not read Vapi: database side only.")
+        sub.add_argument("--cached", action="store_true",
+                         help="Show the stored comparison (as the admin page does) instead of reading Vapi now.")
         sync_options(action("plan", "Full dry run: every change a full sync would make (nothing is changed)."),
                      ids=True, dry_run=False)
         sub = action("import", "Import from Vapi (assistants as agents, phone numbers).")
@@ -193,9 +196,14 @@ class Command(BaseCommand):
 
     # --- actions --------------------------------------------------------------------------------
 
-    def do_status(self, *, local=False, **options):
+    def do_status(self, *, local=False, cached=False, **options):
         from vapisync.api.serializers import SyncStatusSerializer
+        from vapisync.services.runs import runs_reap_interrupted
+        from vapisync.services.status import status_snapshot_refresh
 
+        runs_reap_interrupted()
+        if not (local or cached) and vapi_settings().configured:
+            status_snapshot_refresh(source="check")
         data = SyncStatusSerializer(selectors.sync_status_get(check_remote=not local)).data
         if self.as_json:
             self._emit(data)
@@ -468,7 +476,9 @@ class Command(BaseCommand):
 
 
 class _ProgressBar:
-    """tqdm on stderr fed by the run's progress reports ({"phase", "done", "total"}); one bar per phase."""
+    """tqdm on stderr fed by the run's progress reports ({"phase", "total", "checked", "done"}): one bar per
+    phase, counting records written against the records that need work, so it ends at 100%; tqdm shows
+    the rate and the time left. A phase without a total (reading Vapi) counts what it checked."""
 
     def __init__(self, stream):
         self.stream = stream
@@ -484,16 +494,20 @@ class _ProgressBar:
         if phase != self.phase:
             self.close()
             self.phase = phase
-            # A new phase starts a bar with a total only when it reports done=0 with it (applying);
-            # otherwise the merged state still carries the previous phase's figures.
-            total = state.get("total") if state.get("done") == 0 else None
-            self.bar = tqdm(total=total, desc=phase, file=self.stream, leave=False, unit="item", dynamic_ncols=True)
+            self.bar = tqdm(total=state.get("total") or None, desc=phase, file=self.stream, leave=True,
+                            unit="record", dynamic_ncols=True)
+        if self.bar is None:
             return
-        if self.bar is not None and state.get("done") is not None:
-            if state.get("total") is not None:
-                self.bar.total = state["total"]
-            self.bar.n = state["done"]
-            self.bar.refresh()
+        total = state.get("total")
+        if total:
+            if self.bar.total != total:
+                self.bar.total = total
+            self.bar.n = min(state.get("done") or 0, total)
+            if state.get("checked") is not None:
+                self.bar.set_postfix_str(f"{state['checked']} checked", refresh=False)
+        elif state.get("checked") is not None:
+            self.bar.n = state["checked"]
+        self.bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:

@@ -30,6 +30,7 @@
         const phase = box.querySelector(".vs-progress-phase");
         const bar = box.querySelector(".vs-progress-bar");
         const count = box.querySelector(".vs-progress-count");
+        const eta = box.querySelector(".vs-progress-eta");
         const progress = (run && run.progress) || {};
         if (what) { what.textContent = run ? "Run " + run.id + ": " + run.what : "Starting…"; }
         if (phase) { phase.textContent = progress.phase || (run ? run.status_display : "waiting for the server"); }
@@ -41,7 +42,19 @@
                 bar.removeAttribute("value");  // indeterminate
             }
         }
-        if (count) { count.textContent = progress.total ? (progress.done || 0) + " / " + progress.total : ""; }
+        if (count) {
+            let text = progress.total ? (progress.done || 0) + " / " + progress.total : "";
+            if (progress.percent !== undefined) { text += " (" + Math.floor(progress.percent) + "%)"; }
+            if (progress.checked) { text += (text ? " · " : "") + progress.checked + " checked"; }
+            count.textContent = text;
+        }
+        if (eta) { eta.textContent = timeLeft(progress.eta_seconds); }
+    }
+
+    function timeLeft(seconds) {
+        if (seconds === undefined || seconds === null || seconds <= 0) { return ""; }
+        if (seconds < 60) { return "· about " + Math.max(1, Math.round(seconds)) + " s left"; }
+        return "· about " + Math.round(seconds / 60) + " min left";
     }
 
     function followRun(box, url, onDone) {
@@ -138,7 +151,14 @@
 
     function follow(main, box, id) {
         followRun(box, runUrl(main, id), function (run) {
-            window.location.assign(run.page_url + "#results");
+            const target = new URL(run.page_url + "#results", window.location.href);
+            if (target.pathname + target.search === window.location.pathname + window.location.search) {
+                // Already on the run's page (a button lands on ?run=<id>#progress): only a reload shows its results.
+                window.history.replaceState(null, "", target.href);
+                window.location.reload();
+            } else {
+                window.location.assign(target.href);
+            }
         });
     }
 
