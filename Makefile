@@ -48,7 +48,7 @@ browser: $(STAMP)
 # The consistency state machine with many more examples than CI runs (CONSISTENCY_EXAMPLES, default 2000),
 # each from a fresh random seed.
 soak: $(STAMP)
-	CONSISTENCY_EXAMPLES=$${CONSISTENCY_EXAMPLES:-2000} CONSISTENCY_RANDOM=1 $(BIN)/python -m pytest vapisync/tests/test_consistency_machine.py -q $(PYTEST_ARGS)
+	CONSISTENCY_EXAMPLES=$${CONSISTENCY_EXAMPLES:-2000} CONSISTENCY_RANDOM=1 $(BIN)/python -m pytest vapisync/tests/test_consistency_machine.py -q --timeout 0 --hypothesis-show-statistics $(PYTEST_ARGS)
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest e2e $(PYTEST_ARGS)

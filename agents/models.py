@@ -25,7 +25,7 @@ class SyncTrackedModel(models.Model):
     # Bumped in the database by every save (a person's, or a sync writing content): writers that
     # decided from an earlier read compare it first ("compare and set"), so a newer edit is never
     # overwritten. Sync bookkeeping alone (status, error) leaves it as it is.
-    version = models.PositiveBigIntegerField(default=1, editable=False)
+    version = models.PositiveBigIntegerField(default=1, db_default=1, editable=False)  # db_default: bulk loads in SQL
 
     class Meta:
         abstract = True

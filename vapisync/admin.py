@@ -290,7 +290,7 @@ class SyncRunAdmin(RunSyncPermissionMixin, admin.ModelAdmin):
             from vapisync.services.rollback import sync_run_rollback
 
             try:
-                rollback = sync_run_rollback(run_id=run.pk, trigger="admin", user=request.user)
+                rollback = sync_run_rollback(run_id=run.pk, trigger="admin", user=request.user, background=True)
             except RollbackNotPossible as exc:
                 self.message_user(request, f"Cannot roll back run {run.pk}: {exc}", messages.ERROR)
                 return HttpResponseRedirect(views.run_url(run))

@@ -143,6 +143,22 @@ class SyncRecord(models.Model):
         return f"{self.resource} {self.vapi_id}"
 
 
+class DeletedMarker(models.Model):
+    """The create marker of an agent deleted before any run linked it to an assistant.
+
+    A create whose answer was lost (a timeout, a lease lost mid-run) can leave an assistant in
+    Vapi that this app never recorded; if the agent is then deleted here, that assistant turns up
+    later carrying the deleted agent's marker. It is a tombstone, never imported as a new agent.
+    """
+
+    marker = models.CharField(max_length=64, unique=True)
+    local_id = models.BigIntegerField()
+    deleted_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"agent {self.local_id} ({self.marker}), deleted unlinked"
+
+
 class SyncLock(models.Model):
     """A named lease held in the database, so it works across processes and on SQLite."""
 

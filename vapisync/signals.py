@@ -14,7 +14,7 @@ from agents.models import Agent
 from phonenumbers_app.models import PhoneNumber
 
 from .context import is_sync_write
-from .models import ACTIVE_STATUSES, Resource, SyncRecord, SyncRun
+from .models import ACTIVE_STATUSES, DeletedMarker, Resource, SyncRecord, SyncRun
 from .services import automatic
 
 
@@ -32,8 +32,11 @@ def phone_agent_reassigned(sender, instance: PhoneNumber, raw=False, **kwargs):
 
 @receiver(post_delete, sender=Agent, dispatch_uid="vapisync_agent_tombstone")
 def agent_tombstone(sender, instance: Agent, **kwargs):
-    """Keep the link as a tombstone, so no import brings the deleted agent back."""
+    """Keep the link as a tombstone, so no import brings the deleted agent back; an agent not linked
+    yet leaves its create marker instead (a create of it may have reached Vapi unrecorded)."""
     _tombstone(Resource.ASSISTANTS, instance.pk, instance.vapi_assistant_id)
+    if not instance.vapi_assistant_id:
+        DeletedMarker.objects.get_or_create(marker=str(instance.uuid), defaults={"local_id": instance.pk})
 
 
 @receiver(post_delete, sender=PhoneNumber, dispatch_uid="vapisync_phone_tombstone")

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='phonenumber',
             name='version',
-            field=models.PositiveBigIntegerField(default=1, editable=False),
+            field=models.PositiveBigIntegerField(db_default=1, default=1, editable=False),
         ),
     ]

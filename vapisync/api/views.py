@@ -367,13 +367,14 @@ class RunRollbackView(SyncTriggerView):
         operation_id="vapi_sync_runs_rollback", summary="Roll back a run", tags=TAGS,
         description="Starts a new run that restores what the given run changed, on both sides. A record edited "
         "since is left alone and reported in the new run's errors (status partial). A rollback can itself be "
-        "rolled back. 400 when the run cannot be rolled back (a dry run, still running, changed nothing).",
-        request=None, responses={200: _RUN_DONE, **_errors(400, 401, 403, 404, 409, 429, 503)},
+        "rolled back; a run is rolled back once. 400 when the run cannot be rolled back (a dry run, still "
+        "running, changed nothing, rolled back already). 202: the rollback runs in the background; poll it.",
+        request=None, responses={200: _RUN_DONE, 202: _RUN_QUEUED, **_errors(400, 401, 403, 404, 409, 429, 503)},
     )
     def post(self, request, pk: int):
         self.validated(EmptyRequestSerializer, request)
         original = _run_or_404(pk)
-        run = sync_run_rollback(run_id=original.pk, trigger=Trigger.API, user=request.user)
+        run = sync_run_rollback(run_id=original.pk, trigger=Trigger.API, user=request.user, background=True)
         return run_response(run, request)
 
 

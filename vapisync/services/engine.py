@@ -44,7 +44,7 @@ from vapisync import mapping
 from vapisync.context import sync_writes
 from vapisync.drift import Drift, baseline_after, drift_compute
 from vapisync.exceptions import VapiError, VapiNotFound, VapiSyncError, VapiUnavailable
-from vapisync.models import ChangeAction, Resource, Side, SyncChange, SyncCursor, SyncRecord, SyncRun
+from vapisync.models import ChangeAction, DeletedMarker, Resource, Side, SyncChange, SyncCursor, SyncRecord, SyncRun
 from vapisync.services.locks import LeaseLost
 from vapisync.services.seams import seam
 
@@ -343,6 +343,7 @@ class ResourceSync:
             records_qs = records_qs.filter(vapi_id__in=ids)
         records = {r.vapi_id: r for r in records_qs}
 
+        self.load_deleted_markers(docs, by_secondary, records)
         pairs, tombstones, seen_local = [], [], set()
         for doc in docs:
             record = records.get(doc["id"])
@@ -354,6 +355,11 @@ class ResourceSync:
                 # Linked before, local record gone: a tombstone, never resurrected by import.
                 tombstones.append(record)
                 continue
+            if local is None and record is None:
+                orphan = self.deleted_before_linked(doc)
+                if orphan is not None:
+                    tombstones.append(orphan)
+                    continue
             if local is not None:
                 seen_local.add(local.pk)
             pairs.append(Pair(local=local, remote=doc, record=record))
@@ -496,7 +502,19 @@ class ResourceSync:
             reason=f"Changed on both sides; settled by the conflict policy {self.options.policy}. {details}"[:2000],
         )
 
+    def load_deleted_markers(self, docs, by_secondary, records) -> None:
+        """Hook: what `deleted_before_linked` needs, read once per run (assistants override)."""
+
+    def deleted_before_linked(self, doc) -> SyncRecord | None:
+        """Hook: a tombstone for a document whose local record was deleted before any run linked it."""
+        return None
+
     def handle_tombstones(self, records: list[SyncRecord]) -> None:
+        new = [r for r in records if r.pk is None]
+        if new and not self.options.dry_run:
+            with transaction.atomic(), sync_writes():
+                self.lease.check_in_transaction()
+                SyncRecord.objects.bulk_create(new, batch_size=BATCH_SIZE)
         for record in records:
             self.recorder.add(self.resource, ChangeAction.SKIP, vapi_id=record.vapi_id, local_id=record.local_id,
                               label=self.label_of(None, record.remote),
@@ -575,8 +593,10 @@ class ResourceSync:
                           local_id=pair.local.pk if pair.local is not None and pair.local.pk else None,
                           vapi_id=pair.remote["id"] if pair.remote else None, label=label, error=_error_text(exc))
         if pair.local is not None and pair.local.pk:
-            self.model.objects.filter(pk=pair.local.pk, version=write.seen_version).update(
-                sync_status=SyncStatus.ERROR, sync_error=_error_text(exc)[:2000])
+            with transaction.atomic():
+                self.lease.check_in_transaction()
+                self.model.objects.filter(pk=pair.local.pk, version=write.seen_version).update(
+                    sync_status=SyncStatus.ERROR, sync_error=_error_text(exc)[:2000])
 
     def _create_locals(self, batch: list[PlannedWrite]) -> list:
         objs = []
@@ -760,8 +780,10 @@ class ResourceSync:
         if isinstance(exc, LeaseLost):
             return  # nothing was sent: the record stays as it is for the next run
         # Only over the version the plan saw: a fix saved meanwhile stays pending and is pushed.
-        self.model.objects.filter(pk=pair.local.pk, version=write.seen_version).update(
-            sync_status=SyncStatus.ERROR, sync_error=message[:2000])
+        with transaction.atomic():
+            self.lease.check_in_transaction()
+            self.model.objects.filter(pk=pair.local.pk, version=write.seen_version).update(
+                sync_status=SyncStatus.ERROR, sync_error=message[:2000])
 
     def _finish_remote_batch(self, finished: list) -> None:
         with transaction.atomic(), sync_writes():
@@ -995,6 +1017,24 @@ class AssistantSync(ResourceSync):
             marker = str((doc.get("metadata") or {}).get(mapping.MARKER_KEY) or "")
             if marker in wanted:
                 self.earlier_creates[marker] = doc
+
+    def load_deleted_markers(self, docs, by_secondary, records):
+        unmatched = {}
+        for doc in docs:
+            marker = self.secondary_key_of_doc(doc)
+            if marker and marker not in by_secondary and doc["id"] not in records:
+                unmatched[marker] = doc
+        self.deleted_markers = dict(
+            DeletedMarker.objects.filter(marker__in=list(unmatched)).values_list("marker", "local_id")) if unmatched else {}
+
+    def deleted_before_linked(self, doc):
+        marker = self.secondary_key_of_doc(doc)
+        local_id = self.deleted_markers.get(marker) if marker else None
+        if local_id is None:
+            return None
+        # Its agent was deleted while a create of it was unrecorded: "deleted here, still in Vapi".
+        return SyncRecord(resource=self.resource, vapi_id=doc["id"], local_id=local_id, baseline={}, remote=doc,
+                          remote_updated_at=mapping.remote_updated_at(doc), local_deleted_at=self.now)
 
     def after_local_creates(self, pairs):
         """Numbers imported before their assistant wait with its Vapi id: link them now, in this run."""

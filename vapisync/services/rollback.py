@@ -27,8 +27,10 @@ from vapisync.services.engine import RESOURCE_SYNCS, Recorder, RunOptions, Unfen
 from vapisync.services.seams import seam
 
 
-def sync_run_rollback(*, run_id: int, trigger: str, user=None, client=None) -> SyncRun:
-    from vapisync.services.runs import sync_run_start
+def sync_run_rollback(*, run_id: int, trigger: str, user=None, client=None, background: bool = False) -> SyncRun:
+    """Roll back run `run_id` in a new run. With `background` (a person's request waiting), the run is
+    started as every triggered run is (vapisync.services.runs.sync_run_submit) and returned queued."""
+    from vapisync.services.runs import sync_run_start, sync_run_submit
 
     original = SyncRun.objects.filter(pk=run_id).first()
     if original is None:
@@ -42,7 +44,8 @@ def sync_run_rollback(*, run_id: int, trigger: str, user=None, client=None) -> S
     earlier = earlier_rollback(original)
     if earlier is not None:
         raise _already_rolled_back(original, earlier)
-    return sync_run_start(
+    start = sync_run_submit if background else sync_run_start
+    return start(
         direction=Direction.ROLLBACK, resources=original.resources, trigger=trigger, user=user,
         rollback_of=original, client=client,
     )

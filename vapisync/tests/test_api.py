@@ -552,12 +552,16 @@ def test_rollback_through_the_api(emulator, runner_api, openapi):
 
     response = post(runner_api, f"runs/{imported['id']}/rollback")
 
-    assert response.status_code == 200, response.content
-    rollback = response.json()
+    assert response.status_code == 202, response.content  # a rollback is a run: it leaves the request
+    assert_matches_schema(openapi, response, "post", "runs/{id}/rollback")
+    rollback = runner_api.get(response["Location"]).json()
     assert (rollback["direction"], rollback["rollback_of"], rollback["status"]) == ("rollback", imported["id"], "succeeded")
     assert rollback["trigger"] == "api" and rollback["user"] == "runner"
-    assert_matches_schema(openapi, response, "post", "runs/{id}/rollback")
     assert not Agent.objects.exists()
+
+    again = post(runner_api, f"runs/{imported['id']}/rollback")
+    assert again.status_code == 400 and again.json()["code"] == "rollback_not_possible"
+    assert f"already rolled back by run {rollback['id']}" in again.json()["detail"]
 
 
 def test_rollback_refusals(emulator, staff_api, openapi):

@@ -188,6 +188,25 @@ def test_3_run_that_loses_its_lease_stops_and_the_next_run_creates_no_duplicate(
     assert Agent.objects.filter(vapi_assistant_id__isnull=True).count() == 0
 
 
+def test_3_agent_deleted_after_its_create_went_unrecorded_is_not_imported_back(emulator, vapi_client):
+    agent = Agent.objects.create(name="Pushed, then deleted")
+
+    with seam_inject("remote_chunk", lambda **_: SyncLock.objects.update(owner="run:999"), once=True):
+        lost = run(vapi_client, Direction.EXPORT)  # the create reaches Vapi; the lost lease keeps it unrecorded
+    assert "lease was lost" in lost.message and len(emulator.assistants) == 1
+    assert Agent.objects.get().vapi_assistant_id is None
+    SyncLock.objects.all().delete()
+    agent.delete()
+
+    full = run(vapi_client, Direction.FULL)
+
+    assert not Agent.objects.exists()  # the assistant carries the deleted agent's marker: a tombstone
+    [assistant_id] = emulator.assistants
+    record = SyncRecord.objects.get(vapi_id=assistant_id)
+    assert record.local_deleted_at is not None and record.remote_deleted_at is None  # "deleted here, still in Vapi"
+    assert full.changes.get(vapi_id=assistant_id).action == ChangeAction.SKIP
+
+
 def test_3_selective_push_after_an_unfinished_run_adopts_the_copy_instead_of_creating(emulator, vapi_client):
     agent = Agent.objects.create(name="Half pushed")
 

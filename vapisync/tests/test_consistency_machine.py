@@ -28,7 +28,7 @@ from vapisync import mapping
 from vapisync.client import VapiClient
 from vapisync.emulator import VapiEmulator
 from vapisync.exceptions import RollbackNotPossible, SyncAlreadyRunning
-from vapisync.models import ChangeAction, Direction, SyncChange, SyncCursor, SyncLock, SyncRecord, SyncRun
+from vapisync.models import ChangeAction, DeletedMarker, Direction, SyncChange, SyncCursor, SyncLock, SyncRecord, SyncRun
 from vapisync.services.rollback import sync_run_rollback
 from vapisync.services.runs import sync_run_start
 from vapisync.services.seams import seam_inject
@@ -47,7 +47,7 @@ DIRECTIONS = [Direction.IMPORT, Direction.EXPORT, Direction.FULL]
 class SyncWorld(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
-        for model in (Agent, SyncChange, SyncRun, SyncRecord, SyncLock, SyncCursor):  # agents first: tombstones
+        for model in (Agent, SyncChange, SyncRun, SyncRecord, SyncLock, SyncCursor, DeletedMarker):  # agents first
             model.objects.all().delete()
         # Seeded ids, and a clock that moves at least a millisecond per call: a replay of the same
         # steps orders every timestamp the same way.
