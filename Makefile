@@ -1,6 +1,6 @@
 # GlobalVoice Vapi Sync — everyday commands.
 #   make demo   install into .venv, migrate, create the demo admin, start the Vapi emulator and the app
-#   make test   install into .venv and run the test suite
+#   make test   install into .venv (and Chromium, where it can) and run the test suite
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 
@@ -18,11 +18,12 @@ EMULATOR_PORT ?= 8765
 
 help:
 	@echo "make demo    - set up and run the app (with the Vapi emulator unless .env sets VAPI_API_KEY)"
-	@echo "make test    - set up and run the tests"
+	@echo "make test    - set up and run the tests (browser tests too when Chromium is there or can be installed)"
+	@echo "make browser - install Debian's Chromium for the browser tests (needs apt-get and root or sudo)"
 	@echo "make e2e     - production-stack suites (gunicorn, PostgreSQL, Redis, Celery)"
 	@echo "make soak    - the consistency state machine with 2,000 examples (CONSISTENCY_EXAMPLES=N for more)"
 	@echo "make bench   - benchmarks; figures go to bench/results.json and the README"
-	@echo "make figures - run make e2e and make bench, then rewrite the README's Reliability and Performance figures"
+	@echo "make figures - run make e2e, make bench and the browser test, then refresh the README's figures and screenshot"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.12+ is required (Django 6); none found." >&2; exit 2; }
@@ -36,8 +37,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py --host $(HOST) --port $(PORT) --emulator-port $(EMULATOR_PORT)
 
+# scripts/run-tests.sh installs Chromium where it can; where it cannot it says so in one line and runs
+# the other tests (under CI=true that is a failure).
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	TEST_PYTHON=$(BIN)/python bash scripts/run-tests.sh $(PYTEST_ARGS)
 
 browser: $(STAMP)
 	bash scripts/install-browser.sh
@@ -57,4 +60,4 @@ figures: $(STAMP)
 	$(BIN)/python scripts/figures.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache db.sqlite3
+	rm -rf $(VENV) .pytest_cache build db.sqlite3 demo.sqlite3 demo.sqlite3-* .env.demo

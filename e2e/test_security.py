@@ -34,7 +34,8 @@ def _expected_api(role, method: str, path: str):
     if role is None:
         return {401}
     if path.startswith("/api/vapi-sync/"):
-        return {403} if role == "plain" else ALLOWED  # reads and triggers: staff status or run_sync
+        # One rule (vapisync/permissions.py): vapisync.run_sync (or view_syncrun for reads); staff status alone is not enough.
+        return {403} if role in ("plain", "staff") else ALLOWED
     # /api/agents/, /api/phone-numbers/: any account reads; writes need the model permissions.
     if method == "GET":
         return ALLOWED

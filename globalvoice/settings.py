@@ -17,6 +17,13 @@ env = environ.Env()
 ENV_FILE = env.str("ENV_FILE", default=str(BASE_DIR / ".env"))
 if ENV_FILE:
     environ.Env.read_env(ENV_FILE, overwrite=False)
+    # `make demo` writes its settings (the emulator's URL and key, DEBUG, its database) to .env.demo,
+    # so manage.py in another terminal reaches the same demo. They only fill what the environment and
+    # ENV_FILE leave unset, and are not read at all once VAPI_API_KEY is set there: a real key is
+    # never paired with the emulator's URL.
+    DEMO_ENV_FILE = env.str("DEMO_ENV_FILE", default=str(BASE_DIR / ".env.demo"))
+    if DEMO_ENV_FILE and not env.str("VAPI_API_KEY", default="") and Path(DEMO_ENV_FILE).is_file():
+        environ.Env.read_env(DEMO_ENV_FILE, overwrite=False)
 
 # --- Core -------------------------------------------------------------------------
 DEBUG = env.bool("DEBUG", default=False)
@@ -55,6 +62,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The request's user is recorded on the sync runs its saves cause (vapisync.actor).
+    "vapisync.actor.ActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -165,6 +174,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Agents, phone numbers and their two-way synchronisation with Vapi.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/schema/ and /api/docs/ are public: they describe the API and hold no data (README, "API").
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "COMPONENT_SPLIT_REQUEST": True,
     # https://drf-spectacular.readthedocs.io/en/latest/settings.html (self-contained assets)
     "SWAGGER_UI_DIST": "SIDECAR",

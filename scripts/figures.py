@@ -3,18 +3,25 @@
     python scripts/figures.py              # make e2e, then make bench, then write both README blocks
     python scripts/figures.py --no-bench   # only the end-to-end suites (Reliability)
     python scripts/figures.py --render     # no runs: re-render README from e2e/results.json
+    python scripts/figures.py --screenshot # only the Vapi Sync page's screenshot (docs/screenshots/)
 
 The end-to-end suites (e2e/) record their figures in e2e/results.json; this script renders
 them between <!-- RELIABILITY:START --> and <!-- RELIABILITY:END -->. bench/run.py writes the
 Performance block (<!-- BENCH:START --> ... <!-- BENCH:END -->) itself. Nothing is written
 when the suites fail, unless --force (a failing run's figures are not evidence).
+
+The README's picture of the Vapi Sync page is taken by the browser test, which saves it under
+build/screenshots/ (tests never write tracked files); this script runs that test and copies the
+picture to docs/screenshots/.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -25,6 +32,25 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "e2e" / "results.json"
 README = ROOT / "README.md"
 START, END = "<!-- RELIABILITY:START -->", "<!-- RELIABILITY:END -->"
+SCREENSHOT_TEST = "vapisync/tests/test_browser.py::test_full_synchronization_from_the_vapi_sync_page"
+SCREENSHOT_NAME = "vapi-sync-page.png"
+BUILD_SCREENSHOTS = ROOT / "build" / "screenshots"
+README_SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+def refresh_screenshot() -> int:
+    """Run the browser test that takes the Vapi Sync page's picture, then copy it where the README shows it."""
+    env = {**os.environ, "SCREENSHOT_DIR": str(BUILD_SCREENSHOTS)}
+    cmd = [sys.executable, "-m", "pytest", SCREENSHOT_TEST, "-p", "no:cacheprovider", "-q"]
+    print("$", " ".join(cmd), flush=True)
+    rc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=600).returncode
+    if rc:
+        print(f"the browser test failed (exit {rc}); {README_SCREENSHOTS / SCREENSHOT_NAME} not changed", file=sys.stderr)
+        return rc
+    README_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(BUILD_SCREENSHOTS / SCREENSHOT_NAME, README_SCREENSHOTS / SCREENSHOT_NAME)
+    print(f"{(README_SCREENSHOTS / SCREENSHOT_NAME).relative_to(ROOT)}: refreshed.")
+    return 0
 
 
 def run(cmd: list[str], timeout: float) -> int:
@@ -195,7 +221,11 @@ def main() -> int:
     parser.add_argument("--render", action="store_true", help="only re-render README from e2e/results.json")
     parser.add_argument("--no-bench", action="store_true", help="skip bench/run.py")
     parser.add_argument("--force", action="store_true", help="write figures even when a suite failed")
+    parser.add_argument("--screenshot", action="store_true", help="only refresh the README's screenshot")
     args = parser.parse_args()
+
+    if args.screenshot:
+        return refresh_screenshot()
 
     since = None
     rc = 0
@@ -210,6 +240,8 @@ def main() -> int:
         return rc
     data = json.loads(RESULTS.read_text())
     write_readme(render(data, since=since))
+    if not args.render:
+        rc = refresh_screenshot() or rc
     return rc
 
 

@@ -85,7 +85,9 @@ class SyncPageAdmin(RunSyncPermissionMixin, admin.ModelAdmin):
         css = ADMIN_CSS
 
     def has_view_permission(self, request, obj=None):
-        return request.user.has_perm("vapisync.view_syncrun") or request.user.has_perm(views.RUN_SYNC_PERMISSION)
+        from vapisync.permissions import user_can_view_sync  # the one rule, shared with the API
+
+        return user_can_view_sync(request.user)
 
     def has_add_permission(self, request):
         return False

@@ -71,7 +71,9 @@ CHECK_MIN_INTERVAL = 10  # seconds between two "Check now" comparisons with Vapi
 
 
 def has_run_sync_permission(request) -> bool:
-    return request.user.is_active and request.user.is_staff and request.user.has_perm(RUN_SYNC_PERMISSION)
+    from vapisync.permissions import user_can_run_sync  # the one rule, shared with the API and the CLI
+
+    return user_can_run_sync(request.user)
 
 
 def badge(level: str, text: str):

@@ -585,7 +585,9 @@ class VapiClient:
             for item in page:
                 if not isinstance(item, dict) or not isinstance(item.get("id"), str):
                     raise VapiProtocolError(
-                        f"Vapi listed an item without an id in GET {path}: {str(item)[:200]}", method="GET", path=path
+                        f"Vapi listed an item without an id in GET {path}: {self._redact(str(item))[:200]}",
+                        method="GET",
+                        path=path,
                     )
                 if item["id"] in seen:
                     continue
@@ -722,7 +724,8 @@ class VapiClient:
         try:
             return response.json()
         except ValueError:
-            snippet = response.text[:200].strip()
+            # Redact before cutting: a cut can leave part of the key where the whole one is no longer found.
+            snippet = self._redact(response.text)[:200].strip()
             raise self._error(
                 VapiProtocolError,
                 f"Vapi answered {method} {path} with {response.status_code} but the body is not valid JSON "
@@ -736,7 +739,7 @@ class VapiClient:
 
     def _http_error(self, response: requests.Response, method: str, path: str) -> VapiError:
         status = response.status_code
-        messages, body = _error_messages(response)
+        messages, body = _error_messages(response, self._redact)
         said = "; ".join(messages)
         common = {"status": status, "method": method, "path": path, "details": {"status": status, "body": body}}
         if status in (401, 403):
@@ -876,12 +879,15 @@ def _is_connect_failure(exc: requests.RequestException) -> bool:
     return False
 
 
-def _error_messages(response: requests.Response) -> tuple[list[str], Any]:
-    """Vapi's error text as a list, from a NestJS body {"message": [..] | "..", "error": ".."} or plain text."""
+def _error_messages(response: requests.Response, redact: Callable[[Any], Any]) -> tuple[list[str], Any]:
+    """Vapi's error text as a list, from a NestJS body {"message": [..] | "..", "error": ".."} or plain text.
+
+    Everything is redacted before anything is cut to length: cutting first could split the key, and
+    a split key is no longer found by the redaction (the rest of it would reach the run's errors)."""
     try:
-        body = response.json()
+        body = redact(response.json())
     except ValueError:
-        text = response.text.strip()[:300]
+        text = redact(response.text).strip()[:300]
         return ([text] if text else []), text
     messages: list[str] = []
     if isinstance(body, dict):

@@ -243,6 +243,8 @@ def test_bad_input_is_a_400_with_field_errors(staff_api, payload, field):
     response = staff_api.post(LIST, payload, format="json")
     assert response.status_code == 400, response.content
     body = response.json()
+    assert body["code"] == "invalid" and body["detail"].startswith("Invalid request: "), body
+    body = body["errors"]
     assert field in body, body
     assert isinstance(body[field], list) and body[field]
     assert not Agent.objects.exists()
@@ -261,14 +263,14 @@ def test_malformed_json_is_a_400(staff_api):
 def test_non_object_body_is_a_400(staff_api):
     response = staff_api.post(LIST, [1, 2, 3], format="json")
     assert response.status_code == 400
-    assert "non_field_errors" in response.json()
+    assert "non_field_errors" in response.json()["errors"]
 
 
 def test_update_with_a_too_long_name_is_a_400(staff_api):
     agent = AgentFactory(name="Short")
     response = staff_api.patch(detail(agent), {"name": "y" * 41}, format="json")
     assert response.status_code == 400
-    assert "name" in response.json()
+    assert "name" in response.json()["errors"]
     agent.refresh_from_db()
     assert agent.name == "Short"
 
@@ -288,7 +290,7 @@ def test_nul_is_a_field_error(staff_api, field):
     payload = {"name": "ok", field: "bad\u0000value"}
     response = staff_api.post(LIST, payload, format="json")
     assert response.status_code == 400, response.content
-    assert "Null characters are not allowed." in response.json()[field]
+    assert "Null characters are not allowed." in response.json()["errors"][field]
     assert not Agent.objects.exists()
 
 
@@ -309,4 +311,4 @@ def test_json_nested_beyond_the_limit_is_a_400(staff_api):
     assert "nested too deeply" in response.json()["detail"]
     shallow = "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1)
     response = staff_api.post(LIST, f'{{"name": {shallow}}}', content_type="application/json")
-    assert response.status_code == 400 and "name" in response.json()  # parsed; a list is not a name
+    assert response.status_code == 400 and "name" in response.json()["errors"]  # parsed; a list is not a name

@@ -29,7 +29,7 @@ FORM = {
 def test_unknown_model_provider_is_a_400_listing_the_allowed_ones(staff_api):
     response = staff_api.post(LIST, {"name": "Bad", "model_provider": "nonsense-ai"}, format="json")
     assert response.status_code == 400, response.content
-    [message] = response.json()["model_provider"]
+    [message] = response.json()["errors"]["model_provider"]
     assert "nonsense-ai" in message and "Allowed:" in message
     for provider in ("openai", "anthropic", "google", "groq", "vapi"):
         assert provider in message
@@ -51,7 +51,7 @@ def test_unknown_model_provider_is_a_400_listing_the_allowed_ones(staff_api):
 def test_values_vapi_would_refuse_are_400s(staff_api, payload, field, listed):
     response = staff_api.post(LIST, {"name": "Bad", **payload}, format="json")
     assert response.status_code == 400, response.content
-    assert listed in response.json()[field][0]
+    assert listed in response.json()["errors"][field][0]
     assert not Agent.objects.exists()
 
 
@@ -82,14 +82,14 @@ def test_stored_values_outside_the_catalogue_stay_editable(staff_api):
     response = staff_api.patch(f"{LIST}{agent.pk}/", {"model": "other"}, format="json")
     assert response.status_code == 200  # the provider is unknown, so its names cannot be checked
     response = staff_api.patch(f"{LIST}{agent.pk}/", {"model_provider": "nonsense-ai"}, format="json")
-    assert response.status_code == 400 and "model_provider" in response.json()
+    assert response.status_code == 400 and "model_provider" in response.json()["errors"]
 
 
 def test_changing_the_provider_checks_the_model_against_it(staff_api):
     agent = AgentFactory(model_provider="openai", model="gpt-4o")
     response = staff_api.patch(f"{LIST}{agent.pk}/", {"model_provider": "anthropic"}, format="json")
     assert response.status_code == 400
-    assert "gpt-4o" in response.json()["model"][0] and "anthropic" in response.json()["model"][0]
+    assert "gpt-4o" in response.json()["errors"]["model"][0] and "anthropic" in response.json()["errors"]["model"][0]
     agent.refresh_from_db()
     assert agent.model_provider == "openai"
     ok = staff_api.patch(f"{LIST}{agent.pk}/", {"model_provider": "anthropic", "model": "claude-sonnet-4-6"}, format="json")

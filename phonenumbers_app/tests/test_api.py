@@ -240,6 +240,8 @@ def test_bad_input_is_a_400_with_field_errors(staff_api, payload, field, fragmen
     response = staff_api.post(LIST, payload, format="json")
     assert response.status_code == 400, response.content
     body = response.json()
+    assert body["code"] == "invalid" and body["detail"].startswith("Invalid request: "), body
+    body = body["errors"]
     assert field in body, body
     assert fragment in " ".join(body[field]), body
     assert not PhoneNumber.objects.exists()
@@ -256,7 +258,7 @@ def test_duplicate_number_in_another_format_is_a_400(staff_api):
     PhoneNumberFactory(number="+16826269224")
     response = staff_api.post(LIST, {"number": "(682) 626-9224"}, format="json")
     assert response.status_code == 400
-    assert response.json()["number"] == ["+16826269224 is already registered."]
+    assert response.json()["errors"]["number"] == ["+16826269224 is already registered."]
     assert PhoneNumber.objects.count() == 1
 
 
@@ -264,7 +266,7 @@ def test_clearing_the_number_of_a_number_without_sip_uri_is_a_400(staff_api):
     phone = PhoneNumberFactory(number="+16826269224")
     response = staff_api.patch(detail(phone), {"number": ""}, format="json")
     assert response.status_code == 400
-    assert "number" in response.json()
+    assert "number" in response.json()["errors"]
     phone.refresh_from_db()
     assert phone.number == "+16826269224"
 
@@ -273,14 +275,14 @@ def test_update_to_a_bad_number_is_a_400(staff_api):
     phone = PhoneNumberFactory(number="+16826269224")
     response = staff_api.patch(detail(phone), {"number": "12"}, format="json")
     assert response.status_code == 400
-    assert "number" in response.json()
+    assert "number" in response.json()["errors"]
 
 
 def test_update_to_a_missing_agent_is_a_400(staff_api):
     phone = PhoneNumberFactory()
     response = staff_api.patch(detail(phone), {"agent": 424242}, format="json")
     assert response.status_code == 400
-    assert "does not exist" in response.json()["agent"][0]
+    assert "does not exist" in response.json()["errors"]["agent"][0]
 
 
 @pytest.mark.parametrize("bad_agent", [1.5, "1.5", True, "one", [1]])
@@ -290,7 +292,7 @@ def test_agent_must_be_a_whole_number_id(staff_api, bad_agent):
     Agent.objects.create(name="Reception")
     response = staff_api.post("/api/phone-numbers/", {"number": "+16826269224", "agent": bad_agent}, format="json")
     assert response.status_code == 400
-    assert "agent" in response.json()
+    assert "agent" in response.json()["errors"]
 
 
 # --- Numbers Vapi holds that are not valid E.164 -----------------------------------------------------
@@ -314,7 +316,7 @@ def test_an_imported_odd_number_stays_editable(staff_api, odd):
 
     # A different number must still be a valid one.
     response = staff_api.patch(detail(phone), {"number": "5678"}, format="json")
-    assert response.status_code == 400 and "number" in response.json()
+    assert response.status_code == 400 and "number" in response.json()["errors"]
     phone.refresh_from_db()
     assert phone.number == odd
 
@@ -339,5 +341,5 @@ def test_new_numbers_are_still_validated_and_marked(staff_api):
 def test_nul_is_a_field_error(staff_api, payload, field):
     response = staff_api.post(LIST, payload, format="json")
     assert response.status_code == 400, response.content
-    assert field in response.json(), response.json()
+    assert field in response.json()["errors"], response.json()
     assert not PhoneNumber.objects.exists()

@@ -1,8 +1,9 @@
 """Request and response shapes of the sync API (they also drive the OpenAPI schema).
 
-Resource names: run objects use the engine's names, "assistants" (local agents) and
-"phone_numbers"; status, conflicts and the resolve body use the seed's "agents" and
-"phone_numbers" ("assistants" is accepted as a synonym wherever a resource is named).
+Resource names: one public name per resource everywhere in the API, "agents" and "phone_numbers"
+(runs, counts, errors, plans, changes, selections, status, conflicts). The database and the engine
+call agents "assistants" (Vapi's word); the names are translated here, at the boundary, and
+"assistants" is still accepted as an input synonym wherever a resource is named.
 """
 
 from __future__ import annotations
@@ -34,6 +35,24 @@ RESOURCE_NAMES = {
     "phone_numbers": Resource.PHONE_NUMBERS.value,
 }
 PUBLIC_RESOURCE = {Resource.ASSISTANTS.value: "agents", Resource.PHONE_NUMBERS.value: "phone_numbers"}
+PUBLIC_RESOURCES = list(PUBLIC_RESOURCE.values())
+
+
+def public_resource(name):
+    """The API's name for an engine resource name ("assistants" -> "agents")."""
+    return PUBLIC_RESOURCE.get(name, name)
+
+
+def _public_keys(mapping) -> dict:
+    return {public_resource(k): v for k, v in (mapping or {}).items()} if isinstance(mapping, dict) else mapping
+
+
+def _public_items(items):
+    """Errors and plan items: their `resource` under its public name."""
+    if not isinstance(items, list):
+        return items
+    return [{**item, "resource": public_resource(item["resource"])} if isinstance(item, dict) and item.get("resource")
+            else item for item in items]
 
 
 # --- Requests -------------------------------------------------------------------------------
@@ -248,8 +267,10 @@ class RunSerializer(serializers.ModelSerializer):
     errors = RunErrorSerializer(many=True, read_only=True)
     plan = PlanItemSerializer(many=True, read_only=True, help_text="What a dry run would do (empty for real runs).")
     progress = ProgressSerializer(read_only=True)
-    resources = inline_enum_field(serializers.ListField, Resource.values, child=serializers.CharField(), read_only=True)
-    selection = serializers.JSONField(read_only=True, help_text="Ids of a selective sync: {local_ids: {resource: [...]}, vapi_ids: {...}}.")
+    resources = inline_enum_field(serializers.ListField, PUBLIC_RESOURCES, child=serializers.CharField(), read_only=True)
+    selection = serializers.JSONField(
+        read_only=True, help_text="Ids of a selective sync: {local_ids: {agents|phone_numbers: [...]}, vapi_ids: {...}}."
+    )
 
     class Meta:
         model = SyncRun
@@ -267,10 +288,22 @@ class RunSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request else path
 
-    @extend_schema_field(serializers.DictField(child=CountsSerializer(), help_text="Per resource of the run."))
+    @extend_schema_field(serializers.DictField(child=CountsSerializer(), help_text="Per resource of the run: agents, phone_numbers."))
     def get_counts(self, run) -> dict:
         counts = run.counts or {}
-        return {r: {k: int((counts.get(r) or {}).get(k, 0)) for k in COUNT_KEYS} for r in (run.resources or counts)}
+        return {public_resource(r): {k: int((counts.get(r) or {}).get(k, 0)) for k in COUNT_KEYS}
+                for r in (run.resources or counts)}
+
+    def to_representation(self, run):
+        data = super().to_representation(run)
+        data["resources"] = [public_resource(r) for r in data.get("resources") or []]
+        if isinstance(data.get("selection"), dict):
+            data["selection"] = {k: _public_keys(v) if k in ("local_ids", "vapi_ids") else v
+                                 for k, v in data["selection"].items()}
+        for key in ("errors", "plan"):
+            if key in data:
+                data[key] = _public_items(data[key])
+        return data
 
 
 class RunSummarySerializer(RunSerializer):
@@ -287,7 +320,13 @@ class RunSummarySerializer(RunSerializer):
 
 
 class ChangeSerializer(serializers.ModelSerializer):
+    resource = inline_enum_field(serializers.CharField, PUBLIC_RESOURCES, read_only=True)
     diff = DiffField(read_only=True)
+
+    def to_representation(self, change):
+        data = super().to_representation(change)
+        data["resource"] = public_resource(data["resource"])
+        return data
 
     class Meta:
         model = SyncChange
@@ -351,6 +390,11 @@ class RunBriefSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     counts = serializers.DictField(child=serializers.DictField(child=serializers.IntegerField()))
+
+    def to_representation(self, run):
+        data = super().to_representation(run)
+        data["counts"] = _public_keys(data["counts"])
+        return data
 
 
 class SnapshotSerializer(serializers.Serializer):

@@ -1,9 +1,9 @@
 """The sync API: each view validates its input, calls one service or selector, shapes the output.
 
 Reads need CanViewSync, every POST CanRunSync and is throttled (scope "vapi_sync").
-Errors are always {"detail", "code", ...}: domain errors through the project's handler
-(globalvoice.exceptions: 409 with run_id, 503 without VAPI_API_KEY...), DRF's own errors
-(401, 403, 404, 429, 400) shaped here, invalid bodies with their field messages in "errors".
+Errors are always {"detail", "code", ...}, shaped once for every /api/ view by the project's
+handler (globalvoice.exceptions): domain errors (409 with run_id, 503 without VAPI_API_KEY...),
+DRF's own (401, 403, 404, 405, 415, 429), invalid bodies with their field messages in "errors".
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from django.views.decorators.csrf import csrf_exempt
 from django.http import JsonResponse
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -76,38 +76,6 @@ _RUN_QUEUED = OpenApiResponse(
 )
 
 
-class ErrorShapeMixin:
-    """Gives DRF's own errors the project's shape: {"detail", "code"} (+ "errors" for 400s)."""
-
-    def handle_exception(self, exc):
-        response = super().handle_exception(exc)
-        if response is None:
-            return response
-        if isinstance(exc, ValidationError):
-            response.data = {"detail": _summary(exc.detail), "code": "invalid", "errors": _as_dict(exc.detail)}
-        elif isinstance(response.data, dict) and "code" not in response.data:
-            codes = exc.get_codes() if isinstance(exc, APIException) else None
-            fallback = getattr(exc, "default_code", None) or _CODE_OF_STATUS.get(response.status_code, "error")
-            response.data["code"] = codes if isinstance(codes, str) else fallback
-        return response
-
-
-_CODE_OF_STATUS = {403: "permission_denied", 404: "not_found"}  # Django's Http404 / PermissionDenied
-
-
-def _as_dict(detail) -> dict:
-    return detail if isinstance(detail, dict) else {"non_field_errors": detail if isinstance(detail, list) else [detail]}
-
-
-def _summary(detail) -> str:
-    parts = []
-    for field, messages in _as_dict(detail).items():
-        messages = messages if isinstance(messages, list) else [messages]
-        flat = [str(m).rstrip(".") if not isinstance(m, (dict, list)) else "invalid item" for m in messages]
-        parts.append(f"{field}: {'; '.join(flat)}" if field != "non_field_errors" else "; ".join(flat))
-    return "Invalid request: " + "; ".join(parts) + "."
-
-
 def _check_local_ids(resource: str, ids: list[int], field: str) -> None:
     """Unknown local ids are a 400 (an empty run would hide the typo); Vapi ids are checked by the run."""
     missing = sorted(set(ids) - set(_MODELS[resource].objects.filter(pk__in=ids).values_list("pk", flat=True)))
@@ -116,7 +84,7 @@ def _check_local_ids(resource: str, ids: list[int], field: str) -> None:
         raise ValidationError({field: [f"No {noun} with id {', '.join(map(str, missing))} here."]})
 
 
-class SyncAPIView(ErrorShapeMixin, APIView):
+class SyncAPIView(APIView):
     permission_classes = [CanViewSync]
 
 
@@ -316,7 +284,7 @@ class RunFilterSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
-class RunListView(ErrorShapeMixin, generics.ListAPIView):
+class RunListView(generics.ListAPIView):
     permission_classes = [CanViewSync]
     serializer_class = RunSummarySerializer
 
@@ -347,7 +315,7 @@ def not_found(request, *args, **kwargs):
     )
 
 
-class RunDetailView(ErrorShapeMixin, generics.RetrieveAPIView):
+class RunDetailView(generics.RetrieveAPIView):
     permission_classes = [CanViewSync]
     serializer_class = RunDetailSerializer
 
@@ -365,11 +333,16 @@ class RunDetailView(ErrorShapeMixin, generics.RetrieveAPIView):
 
 
 class ChangeFilterSerializer(serializers.Serializer):
-    resource = serializers.ChoiceField(choices=Resource.choices, required=False)
+    resource = serializers.ChoiceField(
+        choices=list(RESOURCE_NAMES), required=False, help_text='"agents" (or "assistants") or "phone_numbers".'
+    )
     action = serializers.ChoiceField(choices=ChangeAction.choices, required=False)
 
+    def validate_resource(self, value):
+        return RESOURCE_NAMES[value]
 
-class RunChangesView(ErrorShapeMixin, generics.ListAPIView):
+
+class RunChangesView(generics.ListAPIView):
     permission_classes = [CanViewSync]
     serializer_class = ChangeSerializer
 
@@ -408,7 +381,7 @@ class RunRollbackView(SyncTriggerView):
 # --- Conflicts and deletions ------------------------------------------------------------------
 
 
-class ConflictListView(ErrorShapeMixin, generics.ListAPIView):
+class ConflictListView(generics.ListAPIView):
     permission_classes = [CanViewSync]
     serializer_class = ConflictSerializer
 

@@ -190,10 +190,11 @@ class VapiEmulator:
             self._rate_limit = value
             self._bucket = TokenBucket(value) if value else None
 
-    def fail_next(self, n: int, status: int = 503, route: str | None = None) -> None:
-        """The next `n` requests matching `route` fail with `status` before anything is applied."""
+    def fail_next(self, n: int, status: int = 503, route: str | None = None, body: str | bytes | None = None) -> None:
+        """The next `n` requests matching `route` fail with `status` before anything is applied;
+        `body` replaces the error body (e.g. plain text, as a proxy in front of Vapi may answer)."""
         with self._lock:
-            self._scripted.append(ScriptedFault(n, status, route))
+            self._scripted.append(ScriptedFault(n, status, route, body=body.encode() if isinstance(body, str) else body))
 
     def fail_after_apply_next(self, n: int, status: int = 502, route: str | None = None) -> None:
         """The next `n` matching requests are applied, then answered with `status` (the answer was lost)."""
@@ -373,7 +374,10 @@ class VapiEmulator:
         if not self._authorized(request.headers.get("authorization", "")):
             raise _HttpError(401, error_body(401, INVALID_KEY_MESSAGE))
         if (fault := self._take_scripted(request, after_apply=False)) is not None:
-            raise _HttpError(*_fault_response(fault.status))
+            status, body, headers = _fault_response(fault.status)
+            if fault.body is not None:
+                body, headers = fault.body, {**headers, "Content-Type": "text/plain; charset=utf-8"}
+            raise _HttpError(status, body, headers)
         if self.error_rate > 0 and self._rng.random() < self.error_rate:
             raise _HttpError(*_fault_response(self._rng.choice(RANDOM_ERROR_STATUSES)))
         if self.fail_writes and request.method in WRITE_METHODS:

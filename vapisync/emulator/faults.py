@@ -42,6 +42,7 @@ class ScriptedFault:
     status: int
     route: str | None
     after_apply: bool = False
+    body: bytes | None = None  # the answer's body as sent (default: NestJS's error body for `status`)
 
     def matches(self, method: str, template: str | None) -> bool:
         if self.route is None:

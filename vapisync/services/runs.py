@@ -65,6 +65,10 @@ def sync_run_create(
     }
     if policy:
         selection["policy"] = policy
+    if user is None:  # a run caused indirectly (a save's push): the user of the request or task behind it
+        from vapisync.actor import current_user
+
+        user = current_user()
     user = user if getattr(user, "is_authenticated", False) else None
     with transaction.atomic():
         run = SyncRun.objects.create(

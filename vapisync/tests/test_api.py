@@ -46,8 +46,8 @@ TRIGGERS = [e for e in ENDPOINTS if e[0] == "post"]
 RESOURCE_ENDPOINTS = [  # path, direction, resource
     ("phone-numbers/from-vapi", "import", "phone_numbers"),
     ("phone-numbers/to-vapi", "export", "phone_numbers"),
-    ("assistants/from-vapi", "import", "assistants"),
-    ("agents/to-vapi", "export", "assistants"),
+    ("assistants/from-vapi", "import", "agents"),
+    ("agents/to-vapi", "export", "agents"),
 ]
 
 
@@ -209,8 +209,8 @@ def test_seed_curl_post_full_without_body_or_content_type(emulator, staff_user, 
     assert_matches_schema(openapi, response, "post", "full")
     run = Client().get(response["Location"], HTTP_AUTHORIZATION=f"Bearer {token}").json()
     assert (run["status"], run["direction"], run["trigger"], run["user"]) == ("succeeded", "full", "api", "staff")
-    assert run["resources"] == ["assistants", "phone_numbers"]
-    assert run["counts"]["assistants"]["created"] == 1 and run["counts"]["phone_numbers"]["created"] == 2
+    assert run["resources"] == ["agents", "phone_numbers"]
+    assert run["counts"]["agents"]["created"] == 1 and run["counts"]["phone_numbers"]["created"] == 2
     assert run["dry_run"] is False and run["plan"] == [] and run["errors"] == []
     assert run["url"].endswith(f"/api/vapi-sync/runs/{run['id']}/") and run["progress"]["phase"] == "finished"
     assert set(PhoneNumber.objects.values_list("number", flat=True)) == {"+16826269224", "+19724741424"}
@@ -270,10 +270,17 @@ def test_run_sync_permission_without_staff_may_trigger(emulator, runner_api):
     assert runner_api.get(BASE + "runs/").json()["count"] == 1
 
 
-def test_staff_without_permissions_may_trigger(emulator):
+def test_staff_without_run_sync_may_not_start_or_delete_anything(emulator):
+    """One rule (vapisync.permissions): staff status alone neither reads nor starts the sync."""
+    remote = make_assistant(emulator, "Orphan")
     client = _bearer(_user("ops", is_staff=True))
-    assert post(client, "full", {"dry_run": True}).status_code == 200
-    assert client.get(BASE + "status").status_code == 200
+    for method, path, _ in TRIGGERS:
+        body = {"vapi_ids": [remote["id"]]} if path == "assistants/delete-in-vapi" else {}
+        response = post(client, path, body)
+        assert response.status_code == 403, path
+        assert response.json()["code"] == "permission_denied" and "vapisync.run_sync" in response.json()["detail"]
+    assert client.get(BASE + "status").status_code == 403
+    assert not SyncRun.objects.exists() and remote["id"] in emulator.assistants
 
 
 def test_session_login_works_and_needs_csrf_for_posts(emulator, staff_user):
@@ -306,11 +313,11 @@ def test_import_assistants_creates_agents_and_export_creates_assistants(emulator
     remote = make_assistant(emulator, "Remote")
     local = Agent.objects.create(name="Local")
 
-    assert run_post(staff_api, "assistants/from-vapi")["counts"]["assistants"]["created"] == 1
+    assert run_post(staff_api, "assistants/from-vapi")["counts"]["agents"]["created"] == 1
     assert Agent.objects.filter(vapi_assistant_id=remote["id"]).exists()
     assert len(emulator.assistants) == 1  # an import never writes to Vapi
 
-    assert run_post(staff_api, "agents/to-vapi")["counts"]["assistants"]["created"] == 1
+    assert run_post(staff_api, "agents/to-vapi")["counts"]["agents"]["created"] == 1
     local.refresh_from_db()
     assert local.vapi_assistant_id in emulator.assistants
 
@@ -320,12 +327,12 @@ def test_selected_ids_local_and_vapi(emulator, staff_api):
     make_assistant(emulator, "Other")
     response = post(staff_api, "assistants/from-vapi", {"ids": [wanted["id"]]})
     assert response.status_code == 202
-    assert response.json()["selection"]["vapi_ids"] == {"assistants": [wanted["id"]]}
+    assert response.json()["selection"]["vapi_ids"] == {"agents": [wanted["id"]]}
     assert list(Agent.objects.values_list("name", flat=True)) == ["Wanted"]
 
     first, second = Agent.objects.create(name="First"), Agent.objects.create(name="Second")
     response = post(staff_api, "agents/to-vapi", {"ids": [first.pk, str(second.pk)]})  # "7" is a local id too
-    assert response.json()["selection"]["local_ids"] == {"assistants": [first.pk, second.pk]}
+    assert response.json()["selection"]["local_ids"] == {"agents": [first.pk, second.pk]}
     assert {a["name"] for a in emulator.assistants.values()} == {"Wanted", "Other", "First", "Second"}
 
 
@@ -334,7 +341,7 @@ def test_full_sync_limited_to_agents_leaves_phone_numbers_out(emulator, staff_ap
     agent = Agent.objects.create(name="Only me")
     response = post(staff_api, "full", {"agent_ids": [agent.pk]})
     assert response.status_code == 202
-    assert response.json()["resources"] == ["assistants"]
+    assert response.json()["resources"] == ["agents"]
     assert not PhoneNumber.objects.exists()
     agent.refresh_from_db()
     assert agent.vapi_assistant_id in emulator.assistants
@@ -361,7 +368,7 @@ def test_dry_run_changes_nothing_anywhere_and_returns_the_plan(emulator, staff_a
     run = response.json()
     assert run["dry_run"] is True and run["status"] == "succeeded"
     assert {(p["action"], p["label"]) for p in run["plan"]} >= {("create", "Remote only"), ("create", "Local only")}
-    assert run["counts"]["assistants"]["created"] == 2 and run["counts"]["phone_numbers"]["created"] == 1
+    assert run["counts"]["agents"]["created"] == 2 and run["counts"]["phone_numbers"]["created"] == 1
     assert_matches_schema(openapi, response, "post", "full")
     assert remote_writes(emulator) == 0
     assert list(Agent.objects.all()) == [agent] and not PhoneNumber.objects.exists()
@@ -527,8 +534,10 @@ def test_runs_list_detail_and_changes(emulator, staff_api, openapi):
     assert all(c["action"] == "create" and c["side"] == "local" for c in body["changes"])
     assert_matches_schema(openapi, detail, "get", "runs/{id}/")
 
-    changes = staff_api.get(body["changes_url"] + "?resource=assistants")
-    assert changes.json()["count"] == 3
+    changes = staff_api.get(body["changes_url"] + "?resource=agents")
+    assert changes.json()["count"] == 3 and {c["resource"] for c in changes.json()["results"]} == {"agents"}
+    assert staff_api.get(body["changes_url"] + "?resource=assistants").json()["count"] == 3  # the old name, as an alias
+    assert staff_api.get(body["changes_url"] + "?resource=phone_numbers").json()["count"] == 0
     assert_matches_schema(openapi, changes, "get", "runs/{id}/changes/")
 
     missing = staff_api.get(BASE + "runs/999999/")
@@ -575,7 +584,7 @@ def test_conflicts_listed_and_resolved_through_the_api(emulator, staff_api, sett
     agent.first_message = "Local greeting"
     agent.save()
     emulator.edit_assistant(remote["id"], firstMessage="Vapi greeting")
-    assert run_post(staff_api, "full")["counts"]["assistants"]["conflicts"] == 1
+    assert run_post(staff_api, "full")["counts"]["agents"]["conflicts"] == 1
 
     listing = staff_api.get(BASE + "conflicts")
     assert listing.status_code == 200
@@ -610,8 +619,8 @@ def test_delete_in_vapi_of_a_locally_deleted_agent(emulator, staff_api, openapi)
 
     assert response.status_code == 200, response.content
     run = response.json()
-    assert run["direction"] == "delete" and run["counts"]["assistants"]["deleted"] == 1
-    assert run["counts"]["assistants"]["failed"] == 1  # "Kept" still has its agent here
+    assert run["direction"] == "delete" and run["counts"]["agents"]["deleted"] == 1
+    assert run["counts"]["agents"]["failed"] == 1  # "Kept" still has its agent here
     assert_matches_schema(openapi, response, "post", "assistants/delete-in-vapi")
     assert set(emulator.assistants) == {kept["id"]}
 

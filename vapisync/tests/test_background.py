@@ -90,7 +90,7 @@ def test_api_export_answers_202_at_once_and_finishes_in_a_background_thread(emul
 
     assert background_join(timeout=60)
     polled = api.get(response["Location"]).json()
-    assert polled["status"] == "succeeded" and polled["counts"]["assistants"]["created"] == 30
+    assert polled["status"] == "succeeded" and polled["counts"]["agents"]["created"] == 30
     assert polled["progress"]["phase"] == "finished" and polled["progress"]["percent"] == 100.0
     assert len(emulator.assistants) == 30
 
@@ -120,14 +120,14 @@ def test_dry_runs_still_answer_inline(emulator, staff_api):
     make_assistant(emulator, "Remote")
     response = staff_api.post(BASE + "full", {"dry_run": True}, format="json")
     assert response.status_code == 200 and response.json()["status"] == "succeeded"
-    assert response.json()["counts"]["assistants"]["created"] == 1
+    assert response.json()["counts"]["agents"]["created"] == 1
 
 
 def test_the_command_line_runs_in_the_foreground(emulator, capsys):
     make_assistant(emulator, "Remote")
     call_command("vapi_sync", "import", "--json")
     run = json.loads(capsys.readouterr().out)
-    assert run["status"] == "succeeded" and run["counts"]["assistants"]["created"] == 1
+    assert run["status"] == "succeeded" and run["counts"]["agents"]["created"] == 1
 
 
 # --- No ghost runs ----------------------------------------------------------------------------------------
@@ -336,7 +336,8 @@ def test_refresh_needs_the_run_permission_and_is_throttled(emulator, settings):
     assert client.get(BASE + "status?refresh=true").status_code == 403
 
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"vapi_sync": "2/minute"}}
-    runner = User.objects.create_user("runner", is_staff=True)
+    runner = User.objects.create_user("runner")
+    runner.user_permissions.add(Permission.objects.get(codename="run_sync"))  # staff status alone is not enough
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.create(user=runner).key}")
     assert [client.get(BASE + "status?refresh=true").status_code for _ in range(3)] == [200, 200, 429]
     assert client.get(BASE + "status").status_code == 200  # reading the stored status is never throttled

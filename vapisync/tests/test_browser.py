@@ -4,7 +4,8 @@ The in-process Vapi emulator (`responses`) also answers the live server's reques
 in a thread of this process, and the mock patches `requests` process-wide.
 
 Needs /usr/bin/chromium (`make browser` installs it from Debian's packages; CI does it first).
-Writes docs/screenshots/vapi-sync-page.png, the screenshot the README shows.
+Saves a screenshot of the page to build/screenshots/vapi-sync-page.png (SCREENSHOT_DIR changes the
+folder; never a tracked file). `make figures` copies it to docs/screenshots/, the picture the README shows.
 """
 
 import os
@@ -21,8 +22,9 @@ from .conftest import make_assistant
 # Playwright's sync API runs an event loop in this thread; the ORM calls made here are plain sync code.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-CHROMIUM = "/usr/bin/chromium"
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "vapi-sync-page.png"
+CHROMIUM = os.environ.get("CHROMIUM") or "/usr/bin/chromium"  # as scripts/install-browser.sh
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = Path(os.environ.get("SCREENSHOT_DIR") or ROOT / "build" / "screenshots") / "vapi-sync-page.png"
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -130,6 +132,19 @@ def test_full_synchronization_from_the_vapi_sync_page(page, staff_user, emulator
     page.goto(f"/admin/vapisync/sync/?run={run.pk}")
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 10_000
+    assert_not_tracked(SCREENSHOT)
+
+
+def assert_not_tracked(path: Path) -> None:
+    """Tests leave the working tree as they found it: git sees no change at `path` (ignored or outside)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists() or not path.resolve().is_relative_to(ROOT):
+        return
+    changed = subprocess.run(["git", "status", "--porcelain", "--", str(path)], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout
+    assert changed == "", f"the test changed a file git tracks or shows: {changed}"
 
 
 def test_push_one_agent_from_the_change_list(page, staff_user, emulator, settings):

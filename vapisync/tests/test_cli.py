@@ -66,7 +66,7 @@ def test_import_json_is_the_run_object_and_nothing_else(emulator):
     assert code == 0, err
     run = json.loads(out)
     assert (run["direction"], run["status"], run["trigger"], run["user"]) == ("import", "succeeded", "cli", None)
-    assert run["counts"]["assistants"]["created"] == 1 and run["counts"]["phone_numbers"]["created"] == 1
+    assert run["counts"]["agents"]["created"] == 1 and run["counts"]["phone_numbers"]["created"] == 1
     assert PhoneNumber.objects.get().agent == Agent.objects.get()
     assert not any(mark in err for mark in BAR_MARKS)
 
@@ -115,7 +115,7 @@ def test_selected_ids_and_resource(emulator):
     assert vapi_sync("import", "--resource", "agents", "--ids", wanted["id"])[2] == 0
     assert set(Agent.objects.values_list("name", flat=True)) == {"Wanted", "Mine"}
     out, _, code = vapi_sync("export", "--resource", "agents", "--ids", str(local.pk), "--json")
-    assert code == 0 and json.loads(out)["resources"] == ["assistants"]
+    assert code == 0 and json.loads(out)["resources"] == ["agents"]
     local.refresh_from_db()
     assert local.vapi_assistant_id in emulator.assistants
 
@@ -128,7 +128,7 @@ def test_failed_items_exit_1_with_the_run_still_on_stdout(emulator):
 
     assert code == 1
     run = json.loads(out)
-    assert run["status"] in ("partial", "failed") and run["counts"]["assistants"]["failed"] == 1
+    assert run["status"] in ("partial", "failed") and run["counts"]["agents"]["failed"] == 1
     assert f"Run {run['id']}" in err
 
 
@@ -228,7 +228,7 @@ def test_delete_in_vapi(emulator):
 
     out, _, code = vapi_sync("delete-in-vapi", gone["id"], "--no-input", "--json")
 
-    assert code == 0 and json.loads(out)["counts"]["assistants"]["deleted"] == 1
+    assert code == 0 and json.loads(out)["counts"]["agents"]["deleted"] == 1
     assert not emulator.assistants
 
 
@@ -342,7 +342,7 @@ def test_manage_py_in_a_shell_exit_status_json_and_no_bar_when_piped(served_emul
 
     again = manage("full", "--json")
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["counts"]["assistants"]["unchanged"] == 1
+    assert json.loads(again.stdout)["counts"]["agents"]["unchanged"] == 1
     assert not any(mark in again.stderr for mark in BAR_MARKS)
 
     usage = manage("export", "--delta")

@@ -15,6 +15,11 @@ Examples:
     manage.py vapi_sync resolve agents 7 --keep vapi
     manage.py vapi_sync delete-in-vapi 5b0c6a2e-... --no-input
     manage.py vapi_sync full --json | jq .counts     machine-readable: JSON on stdout and nothing else
+    manage.py vapi_sync full --user alice            record alice as the user who started the run
+
+Who: actions that start a run (plan, import, export, full, rollback, resolve, delete-in-vapi) record
+the user given with --user, else the Django user named like the account running the command (if there
+is one), else nobody. A recorded user needs the vapisync.run_sync permission, as in the API and the admin.
 
 Output: a summary on stdout; -v 0 prints nothing but errors (on stderr), -v 2 lists each change,
 -v 3 adds each changed field's old and new value. A progress bar goes to stderr only when stderr
@@ -34,6 +39,7 @@ it prints is the finished result.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 
@@ -81,7 +87,16 @@ class Command(BaseCommand):
             sub.add_argument("--skip-checks", action="store_true", help="Skip Django's system checks.")
             return sub
 
+        def user_option(sub):
+            sub.add_argument(
+                "--user", metavar="USERNAME", default=None,
+                help="The Django user recorded as having started the run (needs vapisync.run_sync). "
+                "Default: the user named like the account running this command, if there is one.",
+            )
+            return sub
+
         def sync_options(sub, *, ids=True, dry_run=True):
+            user_option(sub)
             sub.add_argument(
                 "--resource", choices=list(RESOURCE_CHOICES), default="all",
                 help="What to sync: agents (Vapi assistants), phone-numbers, or all (default).",
@@ -109,14 +124,14 @@ class Command(BaseCommand):
         sub = action("runs", "Recent runs, newest first.")
         sub.add_argument("--limit", type=_positive_int, default=20, help="How many (default 20).")
         action("show", "One run with its changes.").add_argument("run_id", type=_positive_int, metavar="RUN_ID")
-        action("rollback", "Undo what a run changed, on both sides (as a new run).").add_argument(
+        user_option(action("rollback", "Undo what a run changed, on both sides (as a new run).")).add_argument(
             "run_id", type=_positive_int, metavar="RUN_ID")
         action("conflicts", "Records changed on both sides, waiting for resolve.")
-        sub = action("resolve", "Settle one conflict by keeping Vapi's or the local version.")
+        sub = user_option(action("resolve", "Settle one conflict by keeping Vapi's or the local version."))
         sub.add_argument("resource", choices=["agents", "phone-numbers"], metavar="RESOURCE", help="agents or phone-numbers")
         sub.add_argument("record_id", type=_positive_int, metavar="ID", help="The local id.")
         sub.add_argument("--keep", choices=["vapi", "local"], required=True)
-        sub = action("delete-in-vapi", "Delete in Vapi the assistants of agents deleted here.")
+        sub = user_option(action("delete-in-vapi", "Delete in Vapi the assistants of agents deleted here."))
         sub.add_argument("vapi_ids", nargs="+", metavar="VAPI_ID")
         sub.add_argument("--no-input", "--noinput", action="store_false", dest="interactive",
                          help="Do not ask for confirmation.")
@@ -157,6 +172,27 @@ class Command(BaseCommand):
     def _require_vapi(self):
         if not vapi_settings().configured:
             raise VapiNotConfigured()
+
+    def _acting_user(self, username: str | None):
+        """The user recorded on the run: --user, else the Django user named like the OS account, else None.
+        Either way the project's one rule applies (vapisync.permissions): it must hold vapisync.run_sync."""
+        from django.contrib.auth import get_user_model
+
+        from vapisync.permissions import user_can_run_sync
+
+        model = get_user_model()
+        if username is not None:
+            user = model._default_manager.filter(**{model.USERNAME_FIELD: username}).first()
+            if user is None:
+                raise self._usage(f"--user {username}: there is no user of that name here.")
+        else:
+            user = model._default_manager.filter(**{model.USERNAME_FIELD: _os_username()}).first() if _os_username() else None
+        if user is not None and not user_can_run_sync(user):
+            how = "" if username is not None else " (the user named like this account; name another with --user)"
+            raise self._error(CommandError(
+                f"User {user.get_username()!r}{how} may not start syncs: that needs the vapisync.run_sync permission."
+            ), USAGE, code="permission_denied")
+        return user
 
     # --- actions --------------------------------------------------------------------------------
 
@@ -208,9 +244,10 @@ class Command(BaseCommand):
     def do_full(self, **options):
         self._sync(Direction.FULL, **options)
 
-    def _sync(self, direction, *, resource, ids=None, dry_run=False, delta=False, **options):
+    def _sync(self, direction, *, resource, ids=None, dry_run=False, delta=False, user=None, **options):
         from vapisync.services.runs import sync_run_start
 
+        acting = self._acting_user(user)
         resources = RESOURCE_CHOICES[resource]
         local_ids, vapi_ids = {}, {}
         if ids is not None:
@@ -223,7 +260,7 @@ class Command(BaseCommand):
         bar = self._progress_bar()
         try:
             run = sync_run_start(
-                direction=direction, resources=resources, trigger=Trigger.CLI, dry_run=dry_run, delta=delta,
+                direction=direction, resources=resources, trigger=Trigger.CLI, user=acting, dry_run=dry_run, delta=delta,
                 local_ids=local_ids, vapi_ids=vapi_ids, progress=bar,
             )
         finally:
@@ -263,11 +300,12 @@ class Command(BaseCommand):
             self._print_run(run)
             self._print_changes(run, force=True)
 
-    def do_rollback(self, *, run_id, **options):
+    def do_rollback(self, *, run_id, user=None, **options):
         from vapisync.services.rollback import sync_run_rollback
 
+        acting = self._acting_user(user)
         self._require_vapi()
-        self._report_run(sync_run_rollback(run_id=run_id, trigger=Trigger.CLI))
+        self._report_run(sync_run_rollback(run_id=run_id, trigger=Trigger.CLI, user=acting))
 
     def do_conflicts(self, **options):
         items = selectors.conflicts_list()
@@ -283,11 +321,12 @@ class Command(BaseCommand):
         if items:
             self.stdout.write("Resolve with: manage.py vapi_sync resolve agents|phone-numbers ID --keep vapi|local")
 
-    def do_resolve(self, *, resource, record_id, keep, **options):
+    def do_resolve(self, *, resource, record_id, keep, user=None, **options):
         from agents.models import Agent, SyncStatus
         from phonenumbers_app.models import PhoneNumber
         from vapisync.services.runs import conflict_resolve
 
+        acting = self._acting_user(user)
         engine_resource = RESOURCE_CHOICES[resource][0]
         model = Agent if engine_resource == Resource.ASSISTANTS else PhoneNumber
         record = model.objects.filter(pk=record_id).first()
@@ -296,18 +335,20 @@ class Command(BaseCommand):
         if record.sync_status != SyncStatus.CONFLICT:
             raise NothingToResolve(f"{record} is not in conflict (its sync status is {record.get_sync_status_display()!r}).")
         self._require_vapi()
-        self._report_run(conflict_resolve(resource=engine_resource, local_id=record.pk, keep=keep, trigger=Trigger.CLI))
+        self._report_run(conflict_resolve(resource=engine_resource, local_id=record.pk, keep=keep, trigger=Trigger.CLI,
+                                          user=acting))
 
-    def do_delete_in_vapi(self, *, vapi_ids, interactive=True, **options):
+    def do_delete_in_vapi(self, *, vapi_ids, interactive=True, user=None, **options):
         from vapisync.services.runs import assistants_delete_remote
 
+        acting = self._acting_user(user)
         self._require_vapi()
         if interactive and sys.stdin.isatty() and not self.as_json:
             answer = input(f"Delete {len(vapi_ids)} assistant(s) in Vapi? This cannot be undone there "
                            "(a rollback re-creates them with new ids). Type 'yes' to continue: ")
             if answer.strip().lower() != "yes":
                 raise CommandError("Cancelled.", returncode=FAILED)
-        self._report_run(assistants_delete_remote(vapi_ids=vapi_ids, trigger=Trigger.CLI))
+        self._report_run(assistants_delete_remote(vapi_ids=vapi_ids, trigger=Trigger.CLI, user=acting))
 
     # --- output ---------------------------------------------------------------------------------
 
@@ -493,6 +534,14 @@ def _positive_int(value: str) -> int:
     if not 1 <= number <= 2**63 - 1:
         raise argparse.ArgumentTypeError(f"{value!r} is not a positive integer (a record id)")
     return number
+
+
+def _os_username() -> str | None:
+    """The account running the command (LOGNAME, USER, ... or the password database), if it can be told."""
+    try:
+        return getpass.getuser() or None
+    except (OSError, KeyError, ImportError):
+        return None
 
 
 def _yes(value) -> str:
