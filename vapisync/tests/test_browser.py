@@ -173,6 +173,7 @@ def test_push_one_agent_from_the_change_list(page, staff_user, emulator, setting
     assert agent.vapi_assistant_id in emulator.assistants
     assert emulator.assistants[agent.vapi_assistant_id]["name"] == "Reception"
     assert [a["name"] for a in emulator.assistants.values()] == ["Reception"]  # pushed once, not twice
+    page.reload()  # the run finished in the background after the list was shown
     expect(page.locator("#result_list tr", has_text="Reception")).to_contain_text("In sync")
 
 
@@ -182,9 +183,10 @@ LONG_PROMPT = "You are the front desk of a busy clinic. " * 12 + "Always confirm
 
 
 def import_assistants(emulator, user, *docs):
-    from vapisync.services.runs import sync_run_submit
+    """Set-up: an import run to its end, before the page is opened."""
+    from vapisync.services.runs import sync_run_start
 
-    return sync_run_submit(direction=Direction.IMPORT, resources=["assistants"], trigger="admin", user=user)
+    return sync_run_start(direction=Direction.IMPORT, resources=["assistants"], trigger="admin", user=user)
 
 
 def test_agents_list_shows_every_column_at_1440_px(page, staff_user, emulator):
@@ -213,9 +215,9 @@ def test_agents_list_shows_every_column_at_1440_px(page, staff_user, emulator):
     for i in range(3):
         emulator.add_phone_number(provider="vapi", number=f"+1682626922{i}", name=f"Main line of the northern office {i}",
                                   assistantId=next(iter(emulator.assistants)))
-    from vapisync.services.runs import sync_run_submit
+    from vapisync.services.runs import sync_run_start
 
-    sync_run_submit(direction=Direction.IMPORT, resources=["phone_numbers"], trigger="admin", user=staff_user)
+    sync_run_start(direction=Direction.IMPORT, resources=["phone_numbers"], trigger="admin", user=staff_user)
     page.goto("/admin/phonenumbers_app/phonenumber/")
     expect(page.locator("#result_list thead th").last).to_contain_text("Last synced")
     assert page.locator("#changelist .results").evaluate("el => el.scrollWidth <= el.clientWidth")
@@ -322,9 +324,9 @@ def test_webhook_event_processed_again_from_the_admin(page, staff_user, emulator
     first = make_assistant(emulator, "First")
     second = make_assistant(emulator, "Second")
     phone = emulator.add_phone_number(provider="vapi", number="+16826269224", name="Main", assistantId=first["id"])
-    from vapisync.services.runs import sync_run_submit
+    from vapisync.services.runs import sync_run_start
 
-    sync_run_submit(direction=Direction.IMPORT, trigger="admin", user=staff_user)
+    sync_run_start(direction=Direction.IMPORT, trigger="admin", user=staff_user)
     emulator.edit_phone_number(phone["id"], assistantId=second["id"])
     emulator.down = True
     body = {"message": {"type": "status-update", "status": "in-progress", "call": {"phoneNumberId": phone["id"]}}}
