@@ -514,11 +514,15 @@ class ResourceSync:
             creates = [w for w in chunk if w.kind == Write.CREATE]
             if creates and (self.options.uncertain or not self.listing_complete):
                 try:
-                    self._look_for_earlier_creates(creates)
+                    gone = self._look_for_earlier_creates(creates)
                 except VapiError as exc:  # cannot tell whether they exist already: create none of them now
                     for write in creates:
                         self._fail_remote(write, exc)
                     chunk = [w for w in chunk if w.kind != Write.CREATE]
+                else:
+                    if gone:
+                        self._mark_copies_deleted(gone)
+                        chunk = [w for w in chunk if w not in gone]
             if not chunk:
                 continue
             finished = []
@@ -528,7 +532,11 @@ class ResourceSync:
                 elif doc is not None:
                     finished.append((write, doc))
             if finished:
-                self._finish_remote_batch(finished)
+                try:
+                    self._finish_remote_batch(finished)
+                except LeaseLost:
+                    self._record_unrecorded_creates(finished)
+                    raise
             self._advance(len(chunk))
             if not self.lease.alive():
                 raise LeaseLost(f"The sync lease was lost ({self.lease.lost_reason}); stopped before writing more. "
@@ -606,8 +614,49 @@ class ResourceSync:
             write.seen_remote_at = write.pair.remote.get("updatedAt")
         return keep + replanned.remote
 
-    def _look_for_earlier_creates(self, creates: list[PlannedWrite]) -> None:
-        """Hook: find copies an earlier, uncertain create already made (assistants override)."""
+    def _look_for_earlier_creates(self, creates: list[PlannedWrite]) -> dict:
+        """Hook: find copies an earlier, uncertain create already made (assistants override).
+        Returns {write: Vapi id} for the creates whose earlier copy was deleted in Vapi since."""
+        return {}
+
+    def _record_unrecorded_creates(self, finished: list) -> None:
+        """The lease was lost after Vapi answered these creates: nothing may be written to the
+        records any more, but the history keeps what Vapi now holds, so a later run adopts the copy
+        or, if it was deleted in Vapi meanwhile, does not create it a second time."""
+        for write, doc in finished:
+            if write.kind == Write.CREATE:
+                self.recorder.add(
+                    self.resource, ChangeAction.CREATE, side=Side.VAPI, local_id=write.pair.local.pk, vapi_id=doc["id"],
+                    label=self.label_of(write.pair.local, doc), after={"remote": doc, "version": write.seen_version},
+                    reason="Created in Vapi, but not recorded here: the run lost its sync lease. The next run links it.",
+                )
+
+    def _mark_copies_deleted(self, gone: dict) -> None:
+        """Creates whose earlier copy was deleted in Vapi: a person removed it there, so it is marked
+        deleted in Vapi (as for any linked record), never created again automatically."""
+        with transaction.atomic(), sync_writes():
+            self.lease.check_in_transaction()
+            current = self.versions_now(w.pair.local.pk for w in gone)
+            marked = []
+            for write, vapi_id in gone.items():
+                pair = write.pair
+                if current.get(pair.local.pk) != write.seen_version:
+                    self.report_missed(write, current.get(pair.local.pk))
+                    continue
+                SyncRecord.objects.update_or_create(
+                    resource=self.resource, vapi_id=vapi_id,
+                    defaults={"local_id": pair.local.pk, "baseline": {}, "remote_deleted_at": self.now,
+                              "local_deleted_at": None})
+                pair.local.sync_status = SyncStatus.DELETED_REMOTELY
+                pair.local.sync_error = ("Its copy in Vapi, made by an earlier push, was deleted in Vapi; not re-created "
+                                         "automatically. Push it explicitly to re-create it.")
+                setattr(pair.local, self.vapi_id_field, vapi_id)
+                marked.append(pair.local)
+                self.recorder.add(self.resource, ChangeAction.MARK_DELETED, side=Side.LOCAL, local_id=pair.local.pk,
+                                  vapi_id=vapi_id, label=self.label_of(pair.local), before={"status": write.pair.local.sync_status},
+                                  after={"status": SyncStatus.DELETED_REMOTELY, "version": write.seen_version})
+            if marked:
+                self.model.objects.bulk_update(marked, [self.vapi_id_field, "sync_status", "sync_error"])
 
     def _fail_remote(self, write: PlannedWrite, exc: Exception) -> None:
         pair, kind = write.pair, write.kind

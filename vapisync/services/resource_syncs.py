@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from phonenumbers_app.models import PhoneNumber
 from vapisync import mapping
-from vapisync.exceptions import VapiUnavailable
-from vapisync.models import ChangeAction, DeletedMarker, Resource, Side, SyncRecord
+from vapisync.exceptions import VapiNotFound, VapiUnavailable
+from vapisync.models import ChangeAction, DeletedMarker, Resource, Side, SyncChange, SyncRecord
 from vapisync.resources import REGISTRY, RESOURCE_ORDER, AgentMapper, PhoneNumberMapper, number_normalize_or_keep
 from vapisync.services.engine import ResourceSync
 from vapisync.services.plan import Pair, PlannedWrite, Write
@@ -82,6 +82,27 @@ class AssistantSync(ResourceSync):
             marker = str((doc.get("metadata") or {}).get(mapping.MARKER_KEY) or "")
             if marker in wanted:
                 self.earlier_creates[marker] = doc
+        # A copy the history knows was created (its run could not record it here) but that Vapi no
+        # longer lists was deleted in Vapi: creating it again would undo that person's deletion.
+        missing = {w.pair.local.pk: w for w in creates  # (not an explicit re-create of a known deletion)
+                   if str(w.pair.local.uuid) not in self.earlier_creates and not w.pair.remote_gone}
+        gone = {}
+        for local_id, vapi_id in self.unlinked_copies(list(missing)).items():
+            try:
+                self.earlier_creates[str(missing[local_id].pair.local.uuid)] = self.client.get_assistant(vapi_id)
+            except VapiNotFound:
+                gone[missing[local_id]] = vapi_id
+        return gone
+
+    def unlinked_copies(self, local_ids: list[int]) -> dict[int, str]:
+        """local id -> the assistant the history says a push created for it and this app never deleted."""
+        if not local_ids:
+            return {}
+        created = SyncChange.objects.filter(resource=self.resource, side=Side.VAPI, action=ChangeAction.CREATE,
+                                            local_id__in=local_ids).exclude(vapi_id=None).values_list("local_id", "vapi_id")
+        deleted = set(SyncChange.objects.filter(resource=self.resource, side=Side.VAPI, action=ChangeAction.DELETE,
+                                                vapi_id__in=[v for _, v in created]).values_list("vapi_id", flat=True))
+        return {local_id: vapi_id for local_id, vapi_id in created if vapi_id not in deleted}
 
     def load_deleted_markers(self, docs, by_secondary, records):
         unmatched = {}

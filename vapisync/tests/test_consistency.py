@@ -209,6 +209,21 @@ def test_3_agent_deleted_after_its_create_went_unrecorded_is_not_imported_back(e
     assert full.changes.get(vapi_id=assistant_id).action == ChangeAction.SKIP
 
 
+def test_3_unrecorded_create_deleted_in_vapi_is_not_created_again(emulator, vapi_client):
+    agent = Agent.objects.create(name="Pushed, then deleted in Vapi")
+    with seam_inject("remote_chunk", lambda **_: SyncLock.objects.update(owner="run:999"), once=True):
+        run(vapi_client, Direction.EXPORT)  # the create reaches Vapi; the lost lease keeps it unrecorded here
+    SyncLock.objects.all().delete()
+    [assistant_id] = emulator.assistants
+    emulator.remove_assistant(assistant_id)  # a person deletes it in Vapi's dashboard
+
+    run(vapi_client, Direction.FULL)
+
+    agent.refresh_from_db()
+    assert not emulator.assistants  # the person's deletion stands
+    assert agent.sync_status == SyncStatus.DELETED_REMOTELY and agent.vapi_assistant_id == assistant_id
+
+
 def test_3_selective_push_after_an_unfinished_run_adopts_the_copy_instead_of_creating(emulator, vapi_client):
     agent = Agent.objects.create(name="Half pushed")
 
