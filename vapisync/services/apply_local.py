@@ -147,7 +147,9 @@ class LocalWrites:
             before={"local": before} if before is not None else None,
             # What rollback checks before undoing: the record's version and Vapi's whole document.
             after={"local": after, "version": pair.local.version,
-                   "remote_sha": mapping.document_hash(pair.remote) if pair.remote else None},
+                   # Only an undone update touches Vapi (restoring the old values there too).
+                   "remote_sha": mapping.document_hash(pair.remote) if pair.remote and action == ChangeAction.UPDATE
+                   else None},
             diff={**mapping.diff(before or {}, after or {}), **(extra_diff or {})},
         )
 
