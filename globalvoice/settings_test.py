@@ -17,6 +17,7 @@ from .settings import *  # noqa: E402,F401,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 VAPI_RATE_LIMIT = 0.0  # no client-side pacing against the in-process emulator
+VAPI_ADAPTIVE_RATE = False
 VAPI_MAX_RETRY_WAIT = 2.0
 # Look static files up per request (finders) instead of scanning a STATIC_ROOT that
 # collectstatic has not filled: no "No directory at: staticfiles/" warning per test client.
