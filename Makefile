@@ -20,7 +20,7 @@ help:
 	@echo "make demo    - set up and run the app (with the Vapi emulator unless .env sets VAPI_API_KEY)"
 	@echo "make test    - set up and run the tests"
 	@echo "make e2e     - production-stack suites (gunicorn, PostgreSQL, Redis, Celery)"
-	@echo "make bench   - benchmarks; figures go to bench/results.json and the README"
+	@echo "make bench   - benchmarks; figures go to bench/results.json and the README (BENCH_QUICK=1: a quick subset)"
 	@echo "make figures - run make e2e and make bench, then rewrite the README's Reliability and Performance figures"
 
 $(STAMP): requirements.txt requirements-dev.txt

@@ -17,6 +17,7 @@ Options (environment variables, or the flags of the same name):
     BENCH_FIXED_RATE=20            also export with fixed pacing at this rate (the pre-adaptive default)
     BENCH_README=0                 do not write the figures into README.md
     BENCH_TRACE=/tmp/writes.txt    write each export's write answers (seconds, status, pacing rate) there
+    BENCH_PROFILE_DIR=/tmp/prof    profile each step with cProfile into that directory (slows the figures)
 
 For each database and size: a floor (fetch and parse every page at limit 1000, one bulk insert of
 the same rows: the work no sync can avoid), an import into an empty database and a no-op full sync,
@@ -265,7 +266,16 @@ def child(step: str, params: dict) -> None:
     client = sync_client()
     baseline_mb = rss_mb()
     steps = {"floor": step_floor, "import": step_import, "noop": step_noop, "export": step_export}
-    row = steps[step](client, **params)
+    profile_to = os.environ.get("BENCH_PROFILE_DIR")
+    if profile_to:  # the figures of a profiled run are slower: the profile is what is wanted
+        import cProfile
+
+        with cProfile.Profile() as profile:
+            row = steps[step](client, **params)
+        name = f"{step}-{os.environ['DATABASE_URL'].split(':', 1)[0]}-{time.strftime('%H%M%S')}.prof"
+        profile.dump_stats(str(Path(profile_to) / name))
+    else:
+        row = steps[step](client, **params)
     row["peak_mb"] = round(peak_rss_mb(), 1)
     row["baseline_mb"] = round(baseline_mb, 1)
     print("RESULT " + json.dumps(row), flush=True)
@@ -364,7 +374,7 @@ def step_export(client, changes: int, tag: str) -> dict:
     def record(response, *args, **kwargs):
         if response.request.method in ("PATCH", "POST", "DELETE"):
             with lock:
-                writes.append((time.monotonic(), response.status_code, client.pacing_rate))
+                writes.append((time.monotonic(), response.status_code, getattr(client, "pacing_rate", 0.0)))
         return response
 
     client.session.hooks["response"].append(record)
@@ -375,7 +385,7 @@ def step_export(client, changes: int, tag: str) -> dict:
     row["writes"] = len(answered)
     row["write_rate"] = round((len(answered) - 1) / span, 1) if span else 0.0
     row["write_429"] = sum(1 for _, status, _ in writes if status == 429)
-    row["pacing_rate_end"] = round(client.pacing_rate, 1)
+    row["pacing_rate_end"] = round(getattr(client, "pacing_rate", 0.0), 1)
     if os.environ.get("BENCH_TRACE"):
         t0 = min(t for t, _, _ in writes)
         Path(os.environ["BENCH_TRACE"]).write_text("\n".join(f"{t - t0:.3f} {s} {r:.1f}" for t, s, r in writes))

@@ -2,9 +2,10 @@
 
 One `VapiClient` holds one `requests.Session` (connection pool sized to `max_concurrency`),
 sends `Authorization: Bearer <key>` with connect/read timeouts, paces requests (a
-requests-per-second rate shared by every thread using the client, found by `RequestPacer`
-from Vapi's 429s when adaptive, plus a semaphore bounding requests in flight), retries transient failures through tenacity, and turns every
-failure into one of the typed errors of `vapisync.exceptions`. JSON goes in and out as
+requests-per-second rate shared by every thread using the client, found from Vapi's 429s
+when adaptive: see `RequestPacer`; plus a semaphore bounding requests in flight), retries
+transient failures through tenacity, and turns every failure into one of the typed errors
+of `vapisync.exceptions`. JSON goes in and out as
 plain dicts, so fields we do not know about round-trip untouched.
 
 Retry policy (see `_should_retry`, `_wait`, `_stop`):
