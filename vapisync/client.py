@@ -41,6 +41,7 @@ import math
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -199,7 +200,11 @@ class RequestPacer:
       answering 429, so the rate we overshot to says little about the limit. Once per
       episode: 429s for requests sent before the last cut were caused by the old rate;
     * a 429 with Retry-After pauses every thread until then (at most `max_pause` seconds),
-      adaptive or not.
+      adaptive or not;
+    * until the first 429, a request with no other in flight is not held: one request at a
+      time (paging through a list) is paced by its own round trip, and holding it would only
+      slow reads down. The start rate is what keeps parallel writes from storming an
+      unknown limit.
 
     `rate` bounds the adaptive rate (VAPI_RATE_LIMIT; 0 = no bound). Not adaptive, the rate
     is fixed at `rate`, and 0 means no spacing at all (Retry-After pauses still hold).
@@ -248,6 +253,10 @@ class RequestPacer:
         self._last_cut = float("-inf")
         self._window_start: float | None = None  # the last cut, or the first request
         self._window_clean = 0  # clean answers since then
+        self._in_flight = 0  # reserved and not yet released
+        self._idle_since: float | None = None  # when the last request in flight ended
+        self._sent: deque[float] = deque()  # send times of the last second
+        self._first_sent: float | None = None
 
     @property
     def interval(self) -> float:
@@ -268,11 +277,18 @@ class RequestPacer:
             with self._lock:
                 now = self._clock()
                 paused_until = self._paused_until if self._pauses != waited_out else float("-inf")
-                start = max(now, self._next_slot, paused_until)
+                lone = self.slow_start and self._in_flight == 0
+                start = max(now, paused_until) if lone else max(now, self._next_slot, paused_until)
                 self._next_slot = start + 1.0 / self.rate
                 pauses = self._pauses
-                if self._window_start is None:
-                    self._window_start = start
+                idle = (  # nothing in flight for a while, and not because Vapi asked us to wait
+                    self._in_flight == 0
+                    and self._idle_since is not None
+                    and now - max(self._idle_since, self._paused_until) >= self.MIN_WINDOW
+                )
+                if self._window_start is None or idle:
+                    # What Vapi accepted while nothing was asked of it says nothing of its limit.
+                    self._window_start, self._window_clean = start, 0
             delay = start - now
             if delay > 0:
                 self._sleep(delay)
@@ -280,7 +296,30 @@ class RequestPacer:
             with self._lock:
                 # A Retry-After pause that began while this caller slept holds it too.
                 if self._pauses in (pauses, waited_out) or self._paused_until <= self._clock():
+                    self._in_flight += 1
+                    self._note_sent(start)
                     return Slot(sent_at=start, waited=waited)
+
+    def _note_sent(self, at: float) -> None:
+        if self._first_sent is None:
+            self._first_sent = at
+        self._sent.append(at)
+        while self._sent and self._sent[0] < at - 1.0:
+            self._sent.popleft()
+
+    def _sending_rate(self, now: float) -> float:
+        """Requests sent per second over the last second (or since the first, if sooner)."""
+        if self._first_sent is None:
+            return 0.0
+        span = min(1.0, max(now - self._first_sent, 0.25))  # a few early requests are not a rate
+        return sum(1 for at in self._sent if at >= now - 1.0) / span
+
+    def release(self) -> None:
+        """The request of a reserved slot is over (answered or failed)."""
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+            if self._in_flight == 0:
+                self._idle_since = self._clock()
 
     def succeeded(self, slot: Slot) -> None:
         """A clean answer: probe upwards while the pacer is what holds requests back."""
@@ -317,7 +356,9 @@ class RequestPacer:
         if not self.adaptive or (slot is not None and slot.sent_at < self._last_cut):
             return
         now = self._clock()
-        cut = self.rate * self.decrease
+        # Requests not held by the pacer (lone ones, in slow start) may have gone out faster
+        # than the rate: cut from what was really sent then.
+        cut = max(self.rate, self._sending_rate(now)) * self.decrease
         elapsed = now - self._window_start if self._window_start is not None else 0.0
         if elapsed >= self.MIN_WINDOW:
             cut = min(cut, self._window_clean / elapsed)
@@ -661,6 +702,12 @@ class VapiClient:
     def _send_once(self, method, path, params, json_body, attempt_number, call) -> Any:
         shown = f"{path}?{urlencode(params)}" if params else path
         slot = self._pacer.reserve(waited_out=call.get("pause"))
+        try:
+            return self._send_in_slot(method, path, params, json_body, attempt_number, call, slot, shown)
+        finally:
+            self._pacer.release()
+
+    def _send_in_slot(self, method, path, params, json_body, attempt_number, call, slot, shown) -> Any:
         with self._slots:
             started = time.monotonic()
             self.stats.add(requests=1)

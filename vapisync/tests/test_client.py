@@ -772,6 +772,26 @@ def test_adaptive_pacer_does_not_speed_up_when_it_holds_nothing_back():
     assert pacer.rate == 10.0
 
 
+def test_lone_requests_are_not_held_until_the_first_429():
+    fake = FakeTime()
+    pacer = adaptive_pacer(fake, start_rate=2.0)
+    for _ in range(10):  # one at a time, each answered before the next: paging through a list
+        slot = pacer.reserve()
+        assert not slot.held
+        fake.now += 0.01
+        pacer.succeeded(slot)
+        pacer.release()
+    first = pacer.reserve()
+    second = pacer.reserve()  # a second one while the first is in flight is paced
+    assert second.waited == pytest.approx(0.5)
+    pacer.rate_limited(second, None)
+    pacer.release()
+    pacer.release()
+    assert first.sent_at < second.sent_at
+    lone = pacer.reserve()  # after a 429, even a lone request keeps the pace
+    assert lone.held
+
+
 def test_adaptive_pacer_never_exceeds_the_configured_ceiling():
     fake = FakeTime()
     pacer = adaptive_pacer(fake, rate=20.0, start_rate=50.0)
@@ -862,10 +882,12 @@ def test_adaptive_pacer_finds_the_emulators_token_bucket_limit(limit, max_share_
         if retry_after:
             limited += 1
             pause = pacer.rate_limited(slot, retry_after)
+            pacer.release()
             fake.sleep(retry_after)
         else:
             accepted += 1
             pacer.succeeded(slot)
+            pacer.release()
     assert accepted / fake.now >= 0.9 * limit
     assert limited / (accepted + limited) <= max_share_429
 
@@ -878,6 +900,7 @@ def test_adaptive_client_cuts_its_rate_and_pauses_on_429(make_client, sleep):
     responses.get(f"{BASE}/assistant/a1", json={"id": "a1"})
     client = make_client(adaptive_rate=True, start_rate=4.0, rate_limit=100)
     client.get_assistant("a1")
+    sleep.now += 1.0  # the caller's own pace: one request a second
     client.get_assistant("a1")  # 429, retried after Retry-After
     assert client.pacing_rate == pytest.approx(0.7 * 4.0, rel=0.05)
     assert 2.0 in sleep.calls
