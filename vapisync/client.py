@@ -201,10 +201,10 @@ class RequestPacer:
       episode: 429s for requests sent before the last cut were caused by the old rate;
     * a 429 with Retry-After pauses every thread until then (at most `max_pause` seconds),
       adaptive or not;
-    * until the first 429, a request with no other in flight is not held: one request at a
-      time (paging through a list) is paced by its own round trip, and holding it would only
-      slow reads down. The start rate is what keeps parallel writes from storming an
-      unknown limit.
+    * until the first 429, and unless `rate` sets a ceiling, a request with no other in
+      flight is not held: one request at a time (paging through a list) is paced by its own
+      round trip, and holding it would only slow reads down. The start rate is what keeps
+      parallel writes from storming an unknown limit.
 
     `rate` bounds the adaptive rate (VAPI_RATE_LIMIT; 0 = no bound). Not adaptive, the rate
     is fixed at `rate`, and 0 means no spacing at all (Retry-After pauses still hold).
@@ -277,7 +277,7 @@ class RequestPacer:
             with self._lock:
                 now = self._clock()
                 paused_until = self._paused_until if self._pauses != waited_out else float("-inf")
-                lone = self.slow_start and self._in_flight == 0
+                lone = self.slow_start and self._in_flight == 0 and self.max_rate == math.inf
                 start = max(now, paused_until) if lone else max(now, self._next_slot, paused_until)
                 self._next_slot = start + 1.0 / self.rate
                 pauses = self._pauses
@@ -362,7 +362,7 @@ class RequestPacer:
         elapsed = now - self._window_start if self._window_start is not None else 0.0
         if elapsed >= self.MIN_WINDOW:
             cut = min(cut, self._window_clean / elapsed)
-        self.rate = max(self.MIN_RATE, cut)
+        self.rate = min(self.max_rate, max(self.MIN_RATE, cut))
         self._step = self.PROBE_GROWTH * self.rate
         self.slow_start = False
         self._last_cut = now

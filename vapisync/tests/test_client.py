@@ -797,9 +797,13 @@ def test_adaptive_pacer_never_exceeds_the_configured_ceiling():
     pacer = adaptive_pacer(fake, rate=20.0, start_rate=50.0)
     assert pacer.rate == 20.0
     while fake.now < 5.0:
-        pacer.succeeded(pacer.reserve())
+        slot = pacer.reserve()  # one at a time: with a ceiling, even lone requests keep to it
+        pacer.succeeded(slot)
+        pacer.release()
     assert pacer.rate == 20.0
     assert fake.slept[-1] == pytest.approx(0.05)
+    pacer.rate_limited(pacer.reserve(), None)
+    assert pacer.rate <= 20.0
 
 
 def test_429_cuts_the_rate_once_per_episode_then_probes_additively():
