@@ -22,7 +22,7 @@ help:
 	@echo "make browser - install Debian's Chromium for the browser tests (needs apt-get and root or sudo)"
 	@echo "make e2e     - production-stack suites (gunicorn, PostgreSQL, Redis, Celery)"
 	@echo "make soak    - the consistency state machine with 2,000 examples (CONSISTENCY_EXAMPLES=N for more)"
-	@echo "make bench   - benchmarks; figures go to bench/results.json and the README"
+	@echo "make bench   - benchmarks; figures go to bench/results.json and the README (BENCH_QUICK=1: a quick subset)"
 	@echo "make figures - run make e2e, make bench and the browser test, then refresh the README's figures and screenshot"
 
 $(STAMP): requirements.txt requirements-dev.txt

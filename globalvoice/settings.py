@@ -203,7 +203,11 @@ VAPI_TIMEOUT_CONNECT = env.float("VAPI_TIMEOUT_CONNECT", default=5.0)
 VAPI_TIMEOUT_READ = env.float("VAPI_TIMEOUT_READ", default=30.0)
 VAPI_MAX_RETRIES = env.int("VAPI_MAX_RETRIES", default=5)
 VAPI_MAX_RETRY_WAIT = env.float("VAPI_MAX_RETRY_WAIT", default=60.0)
-VAPI_RATE_LIMIT = env.float("VAPI_RATE_LIMIT", default=20.0)  # requests per second
+# Pacing: the client finds Vapi's rate limit from its 429s (AIMD), starting at VAPI_RATE_START
+# requests per second; VAPI_RATE_LIMIT is a ceiling (0 = none), or the fixed rate when not adaptive.
+VAPI_ADAPTIVE_RATE = env.bool("VAPI_ADAPTIVE_RATE", default=True)
+VAPI_RATE_START = env.float("VAPI_RATE_START", default=10.0)
+VAPI_RATE_LIMIT = env.float("VAPI_RATE_LIMIT", default=0.0)  # requests per second
 VAPI_MAX_CONCURRENCY = env.int("VAPI_MAX_CONCURRENCY", default=8)
 VAPI_WEBHOOK_MAX_BYTES = env.int("VAPI_WEBHOOK_MAX_BYTES", default=1_048_576)
 VAPI_WEBHOOK_DEBOUNCE = env.float("VAPI_WEBHOOK_DEBOUNCE", default=2.0)  # seconds to gather a burst of events

@@ -17,6 +17,7 @@ from .settings import *  # noqa: E402,F401,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 VAPI_RATE_LIMIT = 0.0  # no client-side pacing against the in-process emulator
+VAPI_ADAPTIVE_RATE = False
 VAPI_MAX_RETRY_WAIT = 2.0
 # Background runs execute right after the response that answered 202, in the test's transaction
 # (tests of the real thread set "thread" and wait with background_join()).

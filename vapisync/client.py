@@ -2,9 +2,10 @@
 
 One `VapiClient` holds one `requests.Session` (connection pool sized to `max_concurrency`),
 sends `Authorization: Bearer <key>` with connect/read timeouts, paces requests (a
-requests-per-second ceiling shared by every thread using the client, plus a semaphore
-bounding requests in flight), retries transient failures through tenacity, and turns every
-failure into one of the typed errors of `vapisync.exceptions`. JSON goes in and out as
+requests-per-second rate shared by every thread using the client, found from Vapi's 429s
+when adaptive: see `RequestPacer`; plus a semaphore bounding requests in flight), retries
+transient failures through tenacity, and turns every failure into one of the typed errors
+of `vapisync.exceptions`. JSON goes in and out as
 plain dicts, so fields we do not know about round-trip untouched.
 
 Retry policy (see `_should_retry`, `_wait`, `_stop`):
@@ -12,7 +13,7 @@ Retry policy (see `_should_retry`, `_wait`, `_stop`):
 * Retried: 429, 500, 502, 503, 504, connection errors and timeouts, with exponential
   backoff plus jitter (1 s, 2 s, 4 s, ... capped at 30 s, each + 0-1 s random). A 429's
   `Retry-After` (seconds or HTTP date; also `retry-after-ms`) replaces the backoff, capped
-  at `max_retry_wait`.
+  at `max_retry_wait`, and pauses every other thread of the client until then too.
 * At most `max_retries` retries (`max_retries + 1` attempts), and the backoff slept for one
   call never exceeds `max_retry_wait`: a retry whose wait would cross it is not made.
 * POST (create) is retried ONLY on 429 or on a connection error raised before the request
@@ -44,11 +45,14 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
@@ -175,30 +179,204 @@ def parse_retry_after(headers) -> float | None:
 # --- Pacing and counters ----------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Slot:
+    """One caller's turn from `RequestPacer.reserve`: when it may send, and how long it waited."""
+
+    sent_at: float
+    waited: float
+
+    @property
+    def held(self) -> bool:
+        """True if the pacer, not the caller's own pace, decided when this request went out."""
+        return self.waited > 0
+
+
 class RequestPacer:
-    """A requests-per-second ceiling shared by every thread of one client.
+    """The request rate shared by every thread of one client; with `adaptive`, found by AIMD.
+
+    Vapi publishes no rate limit. An adaptive pacer starts at `start_rate` requests per second
+    and learns the limit from the answers:
+
+    * clean answers to requests the pacer held back raise the rate: it triples every second
+      until the first 429 (slow start), then grows by a tenth of the rate set at the last
+      cut per second (additive increase), so it probes gently near the limit. Answers to
+      requests it did not hold back (concurrency or the caller was the bottleneck) leave it
+      alone, so the rate never runs far ahead of what was really sent;
+    * a 429 cuts the rate (multiplicative decrease, `decrease` x the rate), and never above
+      what Vapi accepted since the previous cut: a token bucket lets a burst through before
+      answering 429, so the rate we overshot to says little about the limit. Once per
+      episode: 429s for requests sent before the last cut were caused by the old rate;
+    * a 429 with Retry-After pauses every thread until then (at most `max_pause` seconds),
+      adaptive or not;
+    * until the first 429, and unless `rate` sets a ceiling, a request with no other in
+      flight is not held: one request at a time (paging through a list) is paced by its own
+      round trip, and holding it would only slow reads down. The start rate is what keeps
+      parallel writes from storming an unknown limit.
+
+    `rate` bounds the adaptive rate (VAPI_RATE_LIMIT; 0 = no bound). Not adaptive, the rate
+    is fixed at `rate`, and 0 means no spacing at all (Retry-After pauses still hold).
 
     Each caller reserves the next free start slot under the lock (slots are 1/rate apart,
     so no bursts), then sleeps outside the lock until its slot. Reserving instead of
     polling keeps it correct with an injected sleep that does not really wait.
     """
 
-    def __init__(self, rate: float, *, sleep: Callable[[float], None], clock: Callable[[], float] = time.monotonic):
-        self.interval = 1.0 / rate
+    SLOW_START_GROWTH = math.log(3)  # added per held-back clean answer: x3 per second at full pace
+    PROBE_GROWTH = 0.1  # additive increase per second, as a share of the rate set at the last cut
+    MIN_RATE = 0.2  # requests per second; a cut never goes below
+    MIN_WINDOW = 1.0  # seconds of answers needed before "what Vapi accepted" bounds a cut
+
+    def __init__(
+        self,
+        rate: float = 0.0,
+        *,
+        sleep: Callable[[float], None],
+        clock: Callable[[], float] = time.monotonic,
+        adaptive: bool = False,
+        start_rate: float = 10.0,
+        decrease: float = 0.7,
+        max_pause: float = 60.0,
+    ):
+        if rate < 0:
+            raise ValueError("rate must not be negative")
+        if adaptive and start_rate <= 0:
+            raise ValueError("start_rate must be above 0")
+        if not 0 < decrease < 1:
+            raise ValueError("decrease must be between 0 and 1")
+        self.max_rate = float(rate) if rate > 0 else math.inf
+        self.adaptive = adaptive
+        self.decrease = decrease
+        self.max_pause = max_pause
+        self.rate = min(float(start_rate), self.max_rate) if adaptive else self.max_rate
+        self.slow_start = adaptive
+        self.cuts = 0  # 429 episodes that cut the rate
+        self._step = 0.0  # additive increase, requests/s per second
         self._sleep = sleep
         self._clock = clock
         self._lock = threading.Lock()
         self._next_slot = float("-inf")
+        self._paused_until = float("-inf")
+        self._pauses = 0
+        self._last_cut = float("-inf")
+        self._window_start: float | None = None  # the last cut, or the first request
+        self._window_clean = 0  # clean answers since then
+        self._in_flight = 0  # reserved and not yet released
+        self._idle_since: float | None = None  # when the last request in flight ended
+        self._sent: deque[float] = deque()  # send times of the last second
+        self._first_sent: float | None = None
+
+    @property
+    def interval(self) -> float:
+        return 1.0 / self.rate
 
     def wait(self) -> float:
+        """Sleep until this caller may send; returns the seconds slept."""
+        return self.reserve().waited
+
+    def reserve(self, *, waited_out: int | None = None) -> Slot:
+        """Sleep until this caller may send; hand the slot back to `succeeded` / `rate_limited`.
+
+        `waited_out`: the pause (as returned by `rate_limited`) this caller already slept
+        through in its own retry backoff, so it does not wait for it twice.
+        """
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                paused_until = self._paused_until if self._pauses != waited_out else float("-inf")
+                lone = self.slow_start and self._in_flight == 0 and self.max_rate == math.inf
+                start = max(now, paused_until) if lone else max(now, self._next_slot, paused_until)
+                self._next_slot = start + 1.0 / self.rate
+                pauses = self._pauses
+                idle = (  # nothing in flight for a while, and not because Vapi asked us to wait
+                    self._in_flight == 0
+                    and self._idle_since is not None
+                    and now - max(self._idle_since, self._paused_until) >= self.MIN_WINDOW
+                )
+                if self._window_start is None or idle:
+                    # What Vapi accepted while nothing was asked of it says nothing of its limit.
+                    self._window_start, self._window_clean = start, 0
+            delay = start - now
+            if delay > 0:
+                self._sleep(delay)
+                waited += delay
+            with self._lock:
+                # A Retry-After pause that began while this caller slept holds it too.
+                if self._pauses in (pauses, waited_out) or self._paused_until <= self._clock():
+                    self._in_flight += 1
+                    self._note_sent(start)
+                    return Slot(sent_at=start, waited=waited)
+
+    def _note_sent(self, at: float) -> None:
+        if self._first_sent is None:
+            self._first_sent = at
+        self._sent.append(at)
+        while self._sent and self._sent[0] < at - 1.0:
+            self._sent.popleft()
+
+    def _sending_rate(self, now: float) -> float:
+        """Requests sent per second over the last second (or since the first, if sooner)."""
+        if self._first_sent is None:
+            return 0.0
+        span = min(1.0, max(now - self._first_sent, 0.25))  # a few early requests are not a rate
+        return sum(1 for at in self._sent if at >= now - 1.0) / span
+
+    def release(self) -> None:
+        """The request of a reserved slot is over (answered or failed)."""
         with self._lock:
-            now = self._clock()
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + self.interval
-        delay = slot - now
-        if delay > 0:
-            self._sleep(delay)
-        return delay
+            self._in_flight = max(0, self._in_flight - 1)
+            if self._in_flight == 0:
+                self._idle_since = self._clock()
+
+    def succeeded(self, slot: Slot) -> None:
+        """A clean answer: probe upwards while the pacer is what holds requests back."""
+        if not self.adaptive:
+            return
+        with self._lock:
+            self._window_clean += 1
+            if not slot.held:
+                return
+            if self.slow_start:
+                self.rate += self.SLOW_START_GROWTH
+            else:
+                self.rate += self._step / self.rate
+            self.rate = min(self.rate, self.max_rate)
+
+    def rate_limited(self, slot: Slot | None, retry_after: float | None) -> int | None:
+        """A 429: pause every thread for Retry-After and cut the rate, once per episode.
+
+        Returns the pause this answer started (None if none), for the caller's
+        `reserve(waited_out=...)` once it has slept out Retry-After in its own backoff.
+        """
+        with self._lock:
+            self._cut(slot)
+            if retry_after is None or retry_after <= 0:
+                return None
+            until = self._clock() + min(retry_after, self.max_pause)
+            if until <= self._paused_until:
+                return None  # a longer pause is already in force: this caller waits out the rest
+            self._paused_until = until
+            self._pauses += 1
+            return self._pauses
+
+    def _cut(self, slot: Slot | None) -> None:
+        if not self.adaptive or (slot is not None and slot.sent_at < self._last_cut):
+            return
+        now = self._clock()
+        # Requests not held by the pacer (lone ones, in slow start) may have gone out faster
+        # than the rate: cut from what was really sent then.
+        cut = max(self.rate, self._sending_rate(now)) * self.decrease
+        elapsed = now - self._window_start if self._window_start is not None else 0.0
+        if elapsed >= self.MIN_WINDOW:
+            cut = min(cut, self._window_clean / elapsed)
+        self.rate = min(self.max_rate, max(self.MIN_RATE, cut))
+        self._step = self.PROBE_GROWTH * self.rate
+        self.slow_start = False
+        self._last_cut = now
+        self._window_start, self._window_clean = now, 0
+        self.cuts += 1
+        logger.info("Vapi answered 429: pacing cut to %.1f requests/s", self.rate)
 
 
 class ClientStats:
@@ -386,8 +564,11 @@ class VapiClient:
         max_retries: int = 5,
         max_retry_wait: float = 60.0,
         rate_limit: float = 0.0,
+        adaptive_rate: bool = False,
+        start_rate: float = 10.0,
         max_concurrency: int = 8,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         session: requests.Session | None = None,
         fail_fast: bool = False,
         circuit_seconds: float = 30.0,
@@ -398,12 +579,15 @@ class VapiClient:
             raise ValueError("max_concurrency must be at least 1")
         if max_retries < 0 or max_retry_wait < 0 or rate_limit < 0:
             raise ValueError("max_retries, max_retry_wait and rate_limit must not be negative")
+        if adaptive_rate and start_rate <= 0:
+            raise ValueError("start_rate must be above 0")
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
         self.timeout = (float(timeout[0]), float(timeout[1]))
         self.max_retries = int(max_retries)
         self.max_retry_wait = float(max_retry_wait)
-        self.rate_limit = float(rate_limit)
+        self.rate_limit = float(rate_limit)  # a ceiling when adaptive, else the fixed rate; 0 = none
+        self.adaptive_rate = bool(adaptive_rate)
         self.max_concurrency = int(max_concurrency)
         self.fail_fast = bool(fail_fast)
         self.circuit_seconds = float(circuit_seconds)
@@ -411,7 +595,14 @@ class VapiClient:
         self._sleep = sleep
         self._auth = _BearerAuth(api_key)
         self._headers = {"Accept": "application/json", "User-Agent": "globalvoice-vapisync"}
-        self._pacer = RequestPacer(rate_limit, sleep=self._sleep_pacing) if rate_limit > 0 else None
+        self._pacer = RequestPacer(
+            rate_limit,
+            sleep=self._sleep_pacing,
+            clock=clock,
+            adaptive=self.adaptive_rate,
+            start_rate=start_rate,
+            max_pause=self.max_retry_wait,
+        )
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
         self._backoff = wait_exponential_jitter(initial=BACKOFF_INITIAL, max=BACKOFF_MAX, jitter=BACKOFF_JITTER)
         self.stats = ClientStats()
@@ -440,6 +631,8 @@ class VapiClient:
             "max_retries": conf.max_retries,
             "max_retry_wait": conf.max_retry_wait,
             "rate_limit": conf.rate_limit,
+            "adaptive_rate": conf.adaptive_rate,
+            "start_rate": conf.rate_start,
             "max_concurrency": conf.max_concurrency,
             "circuit_seconds": conf.circuit_breaker_seconds,
         }
@@ -457,8 +650,13 @@ class VapiClient:
     def __repr__(self):
         return (
             f"VapiClient(base_url={self.base_url!r}, max_concurrency={self.max_concurrency}, "
-            f"rate_limit={self.rate_limit}, max_retries={self.max_retries})"
+            f"rate_limit={self.rate_limit}, adaptive_rate={self.adaptive_rate}, max_retries={self.max_retries})"
         )
+
+    @property
+    def pacing_rate(self) -> float:
+        """Requests per second the pacer allows now (inf: no spacing)."""
+        return self._pacer.rate
 
     def close(self) -> None:
         if self._owns_session:
@@ -640,8 +838,13 @@ class VapiClient:
         shown = f"{path}?{urlencode(params)}" if params else path
         if self.fail_fast:
             self.breaker.check(method, path)
-        if self._pacer is not None:
-            self._pacer.wait()
+        slot = self._pacer.reserve(waited_out=call.get("pause"))
+        try:
+            return self._send_in_slot(method, path, params, json_body, attempt_number, call, slot, shown)
+        finally:
+            self._pacer.release()
+
+    def _send_in_slot(self, method, path, params, json_body, attempt_number, call, slot, shown) -> Any:
         with self._slots:
             started = time.monotonic()
             self.stats.add(requests=1)
@@ -668,9 +871,12 @@ class VapiClient:
         logger.debug("%s %s -> %s in %.0f ms (attempt %d)", method, shown, response.status_code, elapsed_ms, attempt_number)
         if 200 <= response.status_code < 300:
             self.breaker.record_success()
+            self._pacer.succeeded(slot)
             return self._decode(response, method, path)
         self.breaker.record_answer()
         error = self._http_error(response, method, path)
+        if response.status_code == 429:
+            call["pause"] = self._pacer.rate_limited(slot, error.retry_after)
         if response.status_code != 429 and method != "GET":
             call["maybe_applied"] = call["maybe_applied"] or response.status_code >= 500
         raise error

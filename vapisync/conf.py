@@ -19,6 +19,8 @@ class VapiSettings:
     max_retries: int
     max_retry_wait: float
     rate_limit: float
+    adaptive_rate: bool
+    rate_start: float
     max_concurrency: int
     webhook_max_bytes: int
     remote_recheck_seconds: float = 1.0
@@ -45,6 +47,8 @@ def vapi_settings() -> VapiSettings:
         max_retries=settings.VAPI_MAX_RETRIES,
         max_retry_wait=settings.VAPI_MAX_RETRY_WAIT,
         rate_limit=settings.VAPI_RATE_LIMIT,
+        adaptive_rate=settings.VAPI_ADAPTIVE_RATE,
+        rate_start=settings.VAPI_RATE_START,
         max_concurrency=settings.VAPI_MAX_CONCURRENCY,
         webhook_max_bytes=settings.VAPI_WEBHOOK_MAX_BYTES,
         remote_recheck_seconds=float(getattr(settings, "VAPI_SYNC_RECHECK_SECONDS", 1.0)),

@@ -25,6 +25,7 @@ from vapisync.client import (
     parse_retry_after,
     strip_server_fields,
 )
+from vapisync.emulator.faults import TokenBucket
 from vapisync.exceptions import (
     VapiAuthError,
     VapiConflict,
@@ -42,13 +43,21 @@ KEY = "sk-test-0123456789abcdef"
 
 
 class RecordingSleep:
+    """Records each sleep and moves a fake clock forward by it (no real waiting)."""
+
     def __init__(self):
         self.calls = []
+        self.now = 1000.0
         self._lock = threading.Lock()
 
     def __call__(self, seconds):
         with self._lock:
             self.calls.append(seconds)
+            self.now += seconds
+
+    def clock(self):
+        with self._lock:
+            return self.now
 
 
 @pytest.fixture
@@ -62,6 +71,7 @@ def make_client(sleep):
         kwargs.setdefault("api_key", KEY)
         kwargs.setdefault("base_url", BASE)
         kwargs.setdefault("sleep", sleep)
+        kwargs.setdefault("clock", sleep.clock)
         return VapiClient(**kwargs)
 
     return make
@@ -709,8 +719,208 @@ def test_rate_limit_paces_requests(make_client, sleep):
     assert client.stats.retry_wait == 0
 
 
-def test_rate_limit_zero_disables_pacing(client):
-    assert client._pacer is None
+@responses.activate
+def test_rate_limit_zero_and_not_adaptive_does_not_pace(client, sleep):
+    responses.get(f"{BASE}/assistant/a1", json={"id": "a1"})
+    for _ in range(50):
+        client.get_assistant("a1")
+    assert sleep.calls == []
+    assert client.stats.pacing_wait == 0
+    assert client.pacing_rate == float("inf")
+
+
+class FakeTime:
+    """A clock that only the pacer's sleeps move forward."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.slept = []
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def clock(self):
+        return self.now
+
+
+def adaptive_pacer(fake, **kwargs):
+    kwargs.setdefault("start_rate", 10.0)
+    return RequestPacer(kwargs.pop("rate", 0.0), sleep=fake.sleep, clock=fake.clock, adaptive=True, **kwargs)
+
+
+def test_adaptive_pacer_starts_safe_and_speeds_up_while_answers_are_clean():
+    fake = FakeTime()
+    pacer = adaptive_pacer(fake)
+    assert pacer.rate == 10.0
+    while fake.now < 1.0:  # one caller, back to back: the pacer is what holds it
+        pacer.succeeded(pacer.reserve())
+    assert 25 < pacer.rate < 35  # slow start: about x3 a second
+    while fake.now < 2.0:
+        pacer.succeeded(pacer.reserve())
+    assert 70 < pacer.rate < 100
+
+
+def test_adaptive_pacer_does_not_speed_up_when_it_holds_nothing_back():
+    fake = FakeTime()
+    pacer = adaptive_pacer(fake)
+    for _ in range(100):
+        fake.now += 1.0  # the caller is slower than the pacer (one request a second)
+        slot = pacer.reserve()
+        assert not slot.held
+        pacer.succeeded(slot)
+    assert pacer.rate == 10.0
+
+
+def test_lone_requests_are_not_held_until_the_first_429():
+    fake = FakeTime()
+    pacer = adaptive_pacer(fake, start_rate=2.0)
+    for _ in range(10):  # one at a time, each answered before the next: paging through a list
+        slot = pacer.reserve()
+        assert not slot.held
+        fake.now += 0.01
+        pacer.succeeded(slot)
+        pacer.release()
+    first = pacer.reserve()
+    second = pacer.reserve()  # a second one while the first is in flight is paced
+    assert second.waited == pytest.approx(0.5)
+    pacer.rate_limited(second, None)
+    pacer.release()
+    pacer.release()
+    assert first.sent_at < second.sent_at
+    lone = pacer.reserve()  # after a 429, even a lone request keeps the pace
+    assert lone.held
+
+
+def test_adaptive_pacer_never_exceeds_the_configured_ceiling():
+    fake = FakeTime()
+    pacer = adaptive_pacer(fake, rate=20.0, start_rate=50.0)
+    assert pacer.rate == 20.0
+    while fake.now < 5.0:
+        slot = pacer.reserve()  # one at a time: with a ceiling, even lone requests keep to it
+        pacer.succeeded(slot)
+        pacer.release()
+    assert pacer.rate == 20.0
+    assert fake.slept[-1] == pytest.approx(0.05)
+    pacer.rate_limited(pacer.reserve(), None)
+    assert pacer.rate <= 20.0
+
+
+def test_429_cuts_the_rate_once_per_episode_then_probes_additively():
+    fake = FakeTime()
+    pacer = adaptive_pacer(fake)
+    slots = []
+    while fake.now < 2.0:
+        slot = pacer.reserve()
+        slots.append(slot)
+        pacer.succeeded(slot)
+    before = pacer.rate
+    accepted = len(slots) / fake.now
+    pacer.rate_limited(slots[-1], None)
+    cut = pacer.rate
+    assert cut == pytest.approx(min(0.7 * before, accepted), rel=0.02)
+    assert not pacer.slow_start and pacer.cuts == 1
+
+    pacer.rate_limited(slots[-2], None)  # sent before the cut: same episode, no second cut
+    assert pacer.rate == cut and pacer.cuts == 1
+
+    start = fake.now
+    while fake.now < start + 1.0:
+        pacer.succeeded(pacer.reserve())
+    assert pacer.rate == pytest.approx(cut * 1.1, rel=0.02)  # + a tenth of the cut rate per second
+
+    pacer.rate_limited(pacer.reserve(), None)  # a request sent after the cut: a new episode
+    assert pacer.cuts == 2 and pacer.rate < cut * 1.1
+
+
+def test_retry_after_pauses_every_caller_even_one_already_waiting_for_its_slot():
+    fake = FakeTime()
+    pacer = adaptive_pacer(fake, start_rate=2.0)
+    first = pacer.reserve()
+    assert first.waited == 0
+
+    def sleep_during_which_another_thread_gets_a_429(seconds):
+        fake.sleep(seconds)
+        if len(fake.slept) == 1:
+            pacer.rate_limited(first, 3.0)  # at t=0.5: everyone waits until t=3.5
+
+    pacer._sleep = sleep_during_which_another_thread_gets_a_429
+    second = pacer.reserve()  # its slot was t=0.5; the pause began while it slept
+    assert second.sent_at == pytest.approx(3.5)
+    assert fake.now == pytest.approx(3.5)
+    third = pacer.reserve()
+    assert third.sent_at == pytest.approx(3.5 + 1 / pacer.rate)
+
+
+def test_the_caller_that_got_the_429_does_not_wait_twice():
+    fake = FakeTime()
+    pacer = adaptive_pacer(fake)
+    slot = pacer.reserve()
+    pause = pacer.rate_limited(slot, 2.0)
+    fake.sleep(2.0)  # its own retry backoff: Retry-After
+    fake.now -= 0.001  # ...measured by a clock a hair behind
+    retried = pacer.reserve(waited_out=pause)
+    assert retried.waited < 0.2  # one slot at the cut rate, not the pause again
+
+
+def test_retry_after_pause_is_capped_by_max_pause():
+    fake = FakeTime()
+    pacer = adaptive_pacer(fake, max_pause=5.0)
+    pacer.rate_limited(pacer.reserve(), 3600.0)
+    assert pacer.reserve().sent_at == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize(("limit", "max_share_429"), [(50, 0.01), (10, 0.05), (3, 0.10)])
+def test_adaptive_pacer_finds_the_emulators_token_bucket_limit(limit, max_share_429):
+    """A minute against the emulator's own token bucket, on a fake clock."""
+    fake = FakeTime()
+    pacer = adaptive_pacer(fake)
+    bucket = TokenBucket(limit, clock=fake.clock)
+    accepted = limited = 0
+    pause = None
+    while fake.now < 60:
+        slot = pacer.reserve(waited_out=pause)
+        pause = None
+        retry_after = bucket.take()
+        fake.now += 0.002  # the answer's round trip
+        if retry_after:
+            limited += 1
+            pause = pacer.rate_limited(slot, retry_after)
+            pacer.release()
+            fake.sleep(retry_after)
+        else:
+            accepted += 1
+            pacer.succeeded(slot)
+            pacer.release()
+    assert accepted / fake.now >= 0.9 * limit
+    assert limited / (accepted + limited) <= max_share_429
+
+
+@responses.activate(registry=OrderedRegistry)
+def test_adaptive_client_cuts_its_rate_and_pauses_on_429(make_client, sleep):
+    responses.get(f"{BASE}/assistant/a1", json={"id": "a1"})
+    responses.get(f"{BASE}/assistant/a1", status=429, headers={"Retry-After": "2"}, json={"message": "Rate limit exceeded"})
+    responses.get(f"{BASE}/assistant/a1", json={"id": "a1"})
+    responses.get(f"{BASE}/assistant/a1", json={"id": "a1"})
+    client = make_client(adaptive_rate=True, start_rate=4.0, rate_limit=100)
+    client.get_assistant("a1")
+    sleep.now += 1.0  # the caller's own pace: one request a second
+    client.get_assistant("a1")  # 429, retried after Retry-After
+    assert client.pacing_rate == pytest.approx(0.7 * 4.0, rel=0.05)
+    assert 2.0 in sleep.calls
+    sleep.calls.clear()
+    client.get_assistant("a1")
+    assert sleep.calls == [pytest.approx(1 / (0.7 * 4.0))]  # one slot at the cut rate
+    assert client.stats.rate_limited == 1
+
+
+def test_from_settings_reads_the_pacing_settings(settings):
+    settings.VAPI_ADAPTIVE_RATE = True
+    settings.VAPI_RATE_START = 7.0
+    settings.VAPI_RATE_LIMIT = 30.0
+    client = VapiClient.from_settings()
+    assert client.adaptive_rate and client.rate_limit == 30.0
+    assert client.pacing_rate == 7.0
 
 
 @responses.activate
