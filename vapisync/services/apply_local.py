@@ -37,6 +37,7 @@ class LocalWrites:
         return found
 
     def report_missed(self, write: PlannedWrite, now_version: int | None) -> None:
+        self.missed += 1
         pair = write.pair
         reason = DELETED_MEANWHILE if now_version is None else CHANGED_MEANWHILE.format(
             seen=write.seen_version, now=now_version)

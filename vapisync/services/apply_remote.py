@@ -216,6 +216,7 @@ class RemoteWrites:
                 pair.remote_fields = self.remote_fields(doc)
                 now_version = current.get(pair.local.pk)
                 action = ChangeAction.CREATE if write.kind == Write.CREATE else ChangeAction.UPDATE
+                self.remote_created += action == ChangeAction.CREATE
                 reason = ""
                 if now_version is None:
                     # Deleted here while the write was in flight: Vapi has it, so keep it listed as

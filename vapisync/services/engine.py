@@ -72,6 +72,8 @@ class ResourceSync(LocalWrites, RemoteWrites):
         self.remote_read_at = time.monotonic()
         self.remote_anchor = ""  # newest Vapi updatedAt seen: what changed after it is news
         self.remote_window = 0.0
+        self.missed = 0  # writes left alone because the record changed meanwhile
+        self.remote_created = 0
 
     # -- what each resource says (vapisync.services.resource_syncs) ---------------------
     def new_mapper(self): raise NotImplementedError
@@ -250,7 +252,34 @@ class ResourceSync(LocalWrites, RemoteWrites):
                 self.progress(remote_window_seconds=round(self.remote_window, 3))
             if complete or self.options.delta:
                 self.advance_cursor(newest)
+            if complete:
+                self.recorder.status_after[self.resource] = self.status_after(pairs, tombstones)
         self.recorder.flush()
+
+    def status_after(self, pairs: list[Pair], tombstones: list) -> dict:
+        """What a full sync would still do after this run, from what this run read and did: the stored
+        status the Vapi Sync page shows, with no second listing of Vapi. Writes that failed or found the
+        record changed meanwhile are still to do."""
+        pull, push = self.options.pull, self.options.push
+        would = dict.fromkeys(("created", "updated", "deleted", "conflicts", "skipped"), 0)
+        for pair in pairs:
+            if pair.local is None:
+                would["created"] += not pull
+            elif pair.remote_gone:
+                would["deleted"] += pair.local.sync_status != SyncStatus.DELETED_REMOTELY and not (pull or push)
+            elif pair.remote is None:
+                key = "created" if self.can_create_remote else "skipped"
+                would[key] += not (push and self.can_create_remote)
+            elif pair.drift is None:
+                continue  # created on one side by this very run
+            elif pair.drift.conflicts:
+                would["conflicts"] += 1
+            elif (pair.drift.to_local and not pull) or (pair.drift.to_remote and not push):
+                would["updated"] += 1
+        counts = self.recorder.counts[self.resource]
+        would["updated"] += counts["failed"]
+        would["skipped"] += len(tombstones) + self.missed
+        return {"vapi": self.remote_count + self.remote_created, "would_change": would}
 
     def _advance(self, n: int = 1) -> None:
         self.done += n

@@ -34,6 +34,9 @@ class Recorder:
         self.errors: list[dict] = []
         self.plan: list[dict] = []
         self._pending: list[SyncChange] = []
+        # resource -> {"vapi": count, "would_change": {...}}: what a full sync would still do, from runs
+        # that listed all of Vapi (vapisync.services.status stores it).
+        self.status_after: dict[str, dict] = {}
 
     def unchanged(self, resource: str, n: int = 1) -> None:
         self.counts[resource]["unchanged"] += n

@@ -301,11 +301,12 @@ def sync_run_execute(*, run_id: int, client=None, progress=None) -> SyncRun:
         status = RunStatus.PARTIAL
     else:
         status = RunStatus.SUCCEEDED
-    return _finish(run, status, message=fatal or "")
+    return _finish(run, status, message=fatal or "", status_after=recorder.status_after)
 
 
-def _finish(run: SyncRun, status: str, *, message: str = "") -> SyncRun:
-    from vapisync.services.status import status_snapshot_after_run, status_snapshot_wanted_after
+def _finish(run: SyncRun, status: str, *, message: str = "", status_after: dict | None = None) -> SyncRun:
+    """`status_after`: what the engine says a full sync would still do, per resource it listed whole."""
+    from vapisync.services.status import status_snapshot_after_run, status_snapshot_store, status_snapshot_wanted_after
 
     run.status, run.message = status, message
     # The row, not this object: progress reports update the row only.
@@ -313,7 +314,10 @@ def _finish(run: SyncRun, status: str, *, message: str = "") -> SyncRun:
     progress = {k: v for k, v in (saved or run.progress or {}).items() if k != "eta_seconds"}
     if progress.get("total") and status != RunStatus.FAILED:
         progress.update(done=progress["total"], percent=100.0)  # the bar ends full, whatever the last report said
-    if status_snapshot_wanted_after(run):
+    if status_after and set(status_after) >= set(run.resources or ()) and not run.dry_run:
+        # The run listed all of Vapi itself: store what it saw instead of listing Vapi again.
+        status_snapshot_store(resources=status_after, source="run", run=run)
+    elif status_snapshot_wanted_after(run):
         # Before the run shows as finished, so the page that then reloads shows the status it left.
         SyncRun.objects.filter(pk=run.pk).update(progress={**progress, "phase": "comparing with Vapi"})
         status_snapshot_after_run(run)

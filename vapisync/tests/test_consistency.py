@@ -427,3 +427,34 @@ def test_8_vapi_wins_reports_the_discarded_local_edit_as_a_conflict(emulator, va
     conflict = SyncChange.objects.get(run=result, action=ChangeAction.CONFLICT)
     assert conflict.diff == {"first_message": ["Local edit", "Vapi edit"]}
     assert "vapi_wins" in conflict.reason and "discarded 'Local edit'" in conflict.reason
+
+
+# --- The stored status a run leaves -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("direction", [Direction.IMPORT, Direction.EXPORT, Direction.FULL])
+def test_status_a_run_stores_is_what_a_fresh_check_finds_and_costs_no_second_listing(
+        emulator, vapi_client, settings, direction):
+    from vapisync.services.status import status_snapshot_get, status_snapshot_refresh
+
+    settings.VAPI_SYNC_CONFLICT_POLICY = "manual"
+    docs = imported_agents(emulator, vapi_client, 4)
+    person_saves(Agent.objects.get(vapi_assistant_id=docs[0]["id"]).pk, first_message="Local edit")  # to push
+    vapi_client.update_assistant(docs[1]["id"], {"name": "Renamed in Vapi"})  # to pull
+    person_saves(Agent.objects.get(vapi_assistant_id=docs[2]["id"]).pk, name="Both sides")  # a conflict
+    vapi_client.update_assistant(docs[2]["id"], {"name": "Both, differently"})
+    Agent.objects.get(vapi_assistant_id=docs[3]["id"]).delete()  # deleted here, still in Vapi
+    make_assistant(emulator, "Only in Vapi")
+    Agent.objects.create(name="Only here")
+    emulator.add_phone_number(provider="vapi", number="+16826269224")
+    emulator.reset_counters()
+
+    run(vapi_client, direction)
+
+    lists = {route: n for route, n in emulator.counts.items() if route in ("GET /assistant", "GET /phone-number")}
+    assert lists == {"GET /assistant": 1, "GET /phone-number": 1}  # the run's own listing, nothing after it
+    stored = status_snapshot_get().resources
+    fresh = status_snapshot_refresh(client=vapi_client).resources
+    for resource in ("assistants", "phone_numbers"):
+        assert stored[resource]["vapi"] == fresh[resource]["vapi"]
+        assert stored[resource]["would_change"] == fresh[resource]["would_change"], resource
