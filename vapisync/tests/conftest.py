@@ -3,7 +3,7 @@
 import pytest
 import responses
 
-from vapisync.emulator import VapiEmulator
+from vapi_emulator import VapiEmulator
 
 BASE_URL = "http://vapi.test"
 API_KEY = "test-vapi-key"

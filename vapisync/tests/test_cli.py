@@ -21,7 +21,7 @@ from django.db import connection
 
 from agents.models import Agent, SyncStatus
 from phonenumbers_app.models import PhoneNumber
-from vapisync.emulator import VapiEmulator, make_server
+from vapi_emulator import VapiEmulator, make_server
 from vapisync.models import Direction, SyncChange, SyncRun
 from vapisync.services.runs import sync_run_create
 

@@ -26,7 +26,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from agents.models import Agent, SyncStatus
 from vapisync import mapping
 from vapisync.client import VapiClient
-from vapisync.emulator import VapiEmulator
+from vapi_emulator import VapiEmulator
 from vapisync.exceptions import RollbackNotPossible, SyncAlreadyRunning
 from vapisync.models import ChangeAction, DeletedMarker, Direction, SyncChange, SyncCursor, SyncLock, SyncRecord, SyncRun
 from vapisync.services.rollback import sync_run_rollback

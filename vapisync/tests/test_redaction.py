@@ -8,7 +8,7 @@ import responses
 from rest_framework.test import APIClient
 
 from agents.models import Agent, SyncStatus
-from vapisync.emulator import VapiEmulator
+from vapi_emulator import VapiEmulator
 from vapisync.models import SyncChange, SyncRun
 
 from .conftest import BASE_URL

@@ -23,7 +23,7 @@ from django.db.models import Count
 from agents.models import Agent, SyncStatus
 from globalvoice.celery import app as celery_app
 from vapisync import mapping
-from vapisync.emulator import VapiEmulator, make_server
+from vapi_emulator import VapiEmulator, make_server
 from vapisync.models import SyncRun, Trigger
 from vapisync.tasks import pending_reconcile_task
 
