@@ -29,7 +29,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from agents.admin import AgentAdmin
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from phonenumbers_app.admin import PhoneNumberAdmin
 from phonenumbers_app.models import PhoneNumber
 from vapisync import admin_views as views

@@ -7,7 +7,8 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapisync.conf import vapi_settings
 from vapisync.exceptions import VapiSyncError

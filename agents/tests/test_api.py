@@ -3,7 +3,8 @@
 import pytest
 from rest_framework.test import APIClient
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 
 from .factories import AgentFactory
 from .helpers import bearer_client, user_with_perms

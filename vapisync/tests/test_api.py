@@ -13,7 +13,8 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapisync.models import Direction, RunStatus, SyncChange, SyncRecord, SyncRun
 from vapisync.services.runs import sync_run_create

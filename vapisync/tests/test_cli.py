@@ -19,7 +19,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapi_emulator import VapiEmulator, make_server
 from vapisync.models import Direction, SyncChange, SyncRun

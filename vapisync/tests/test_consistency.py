@@ -9,7 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapisync.exceptions import RollbackNotPossible
 from vapisync.models import ChangeAction, Direction, Resource, RunStatus, SyncChange, SyncLock, SyncRecord, SyncRun

@@ -6,7 +6,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapisync.exceptions import SyncAlreadyRunning
 from vapisync.models import ChangeAction, Direction, Resource, RunStatus, SyncChange, SyncRecord

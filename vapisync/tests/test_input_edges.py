@@ -6,7 +6,8 @@ import json
 import pytest
 from django.core.cache import cache
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapisync.models import Direction, Trigger, WebhookEvent
 from vapisync.services.runs import sync_run_start

@@ -7,7 +7,8 @@ import pytest
 import responses
 from rest_framework.test import APIClient
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from vapi_emulator import VapiEmulator
 from vapisync.models import SyncChange, SyncRun
 

@@ -20,7 +20,8 @@ from django.db import connection
 from kombu import pools as kombu_pools
 from django.db.models import Count
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from globalvoice.celery import app as celery_app
 from vapisync import mapping
 from vapi_emulator import VapiEmulator, make_server

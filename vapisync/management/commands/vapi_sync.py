@@ -322,7 +322,8 @@ class Command(BaseCommand):
             self.stdout.write("Resolve with: manage.py vapi_sync resolve agents|phone-numbers ID --keep vapi|local")
 
     def do_resolve(self, *, resource, record_id, keep, user=None, **options):
-        from agents.models import Agent, SyncStatus
+        from agents.models import Agent
+        from globalvoice.tracking import SyncStatus
         from phonenumbers_app.models import PhoneNumber
         from vapisync.services.runs import conflict_resolve
 
@@ -354,6 +355,7 @@ class Command(BaseCommand):
 
     def _parse_ids(self, raw: str, resource: str) -> tuple[list[int], list[str]]:
         from agents.models import Agent
+        from globalvoice.tracking import 
         from phonenumbers_app.models import PhoneNumber
 
         items = [part.strip() for part in raw.split(",")]
