@@ -355,7 +355,6 @@ class Command(BaseCommand):
 
     def _parse_ids(self, raw: str, resource: str) -> tuple[list[int], list[str]]:
         from agents.models import Agent
-        from globalvoice.tracking import 
         from phonenumbers_app.models import PhoneNumber
 
         items = [part.strip() for part in raw.split(",")]
