@@ -21,7 +21,7 @@ from vapisync import selectors
 from vapisync.conf import vapi_settings
 from vapisync.exceptions import NothingToResolve, UnknownLocalIds
 from vapisync.models import ChangeAction, Direction, Resource, RunStatus, SyncChange, Trigger
-from vapisync.resources import resource_spec
+from vapisync.resources import RESOURCE_ORDER, resource_spec
 from vapisync.services.rollback import sync_run_rollback
 from vapisync.services.runs import assistants_delete_remote, conflict_resolve, runs_reap_interrupted, sync_run_submit
 from vapisync.services.selection import local_ids_check
@@ -194,7 +194,7 @@ class FullSyncView(SyncTriggerView):
     def post(self, request):
         body = self.validated(FullSyncSerializer, request)
         selected = {Resource.ASSISTANTS: body.get("agent_ids"), Resource.PHONE_NUMBERS: body.get("phone_number_ids")}
-        resources = [r for r, ids in selected.items() if ids] or list(selected)
+        resources = [r for r, ids in selected.items() if ids] or list(RESOURCE_ORDER)  # no ids: every registered resource
         local_ids, vapi_ids = {}, {}
         for resource, field in zip(selected, ("agent_ids", "phone_number_ids")):
             if resource in resources:
