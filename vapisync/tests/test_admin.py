@@ -15,7 +15,7 @@ from phonenumbers_app.models import PhoneNumber
 from vapisync.models import ChangeAction, Direction, Resource, RunStatus, SyncChange, SyncRun
 from vapisync.services.runs import sync_run_create, sync_run_start
 
-from .conftest import make_assistant
+from .factories import make_assistant
 
 pytestmark = pytest.mark.django_db
 

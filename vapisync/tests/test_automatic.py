@@ -27,7 +27,7 @@ from vapisync.tasks import (
     scheduled_import_task,
 )
 
-from .conftest import make_assistant
+from .factories import make_assistant
 
 pytestmark = pytest.mark.django_db
 

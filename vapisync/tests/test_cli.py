@@ -26,7 +26,7 @@ from vapi_emulator import VapiEmulator, make_server
 from vapisync.models import Direction, SyncChange, SyncRun
 from vapisync.services.runs import sync_run_create
 
-from .conftest import make_assistant
+from .factories import make_assistant
 
 pytestmark = pytest.mark.django_db
 

@@ -22,7 +22,7 @@ from vapisync.services.rollback import sync_run_rollback
 from vapisync.services.runs import assistants_delete_remote, sync_run_start
 from vapisync.services.seams import seam_inject
 
-from .conftest import make_assistant
+from .factories import make_assistant
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from phonenumbers_app.models import PhoneNumber
 from vapisync.models import Direction, Trigger, WebhookEvent
 from vapisync.services.runs import sync_run_start
 
-from .conftest import make_assistant
+from .factories import make_assistant
 
 pytestmark = pytest.mark.django_db
 

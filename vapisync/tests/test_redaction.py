@@ -12,7 +12,7 @@ from globalvoice.tracking import SyncStatus
 from vapi_emulator import VapiEmulator
 from vapisync.models import SyncChange, SyncRun
 
-from .conftest import BASE_URL
+from .factories import BASE_URL
 
 pytestmark = pytest.mark.django_db
 
