@@ -403,19 +403,26 @@ class SnapshotSerializer(serializers.Serializer):
     run_id = serializers.IntegerField(allow_null=True, help_text="The run that computed it, if one did.")
 
 
-class SyncStatusSerializer(serializers.Serializer):
-    in_sync = serializers.BooleanField(allow_null=True, help_text="Both resources in sync (null when Vapi was never read).")
-    timestamp = serializers.DateTimeField()
-    configured = serializers.BooleanField(help_text="VAPI_API_KEY is set.")
-    vapi_error = serializers.CharField(allow_null=True, help_text="Why the last check of Vapi failed, or why Vapi is "
-                                       "unreachable now (the figures are then those of `snapshot`).")
-    vapi_error_at = serializers.DateTimeField(allow_null=True)
-    vapi_last_ok_at = serializers.DateTimeField(allow_null=True, help_text="Last successful contact with Vapi.")
-    snapshot = SnapshotSerializer(allow_null=True, help_text="The stored comparison the Vapi figures come from.")
-    phone_numbers = ResourceStatusSerializer()
-    agents = ResourceStatusSerializer()
-    last_run = RunBriefSerializer(allow_null=True)
-    active_run = RunBriefSerializer(allow_null=True)
+def _sync_status_serializer() -> type[serializers.Serializer]:
+    """The status document: one entry per registered resource under its public name, between the
+    figures about Vapi and the runs (DRF orders fields as they are created)."""
+    fields = {
+        "in_sync": serializers.BooleanField(allow_null=True, help_text="Every resource in sync (null when Vapi was never read)."),
+        "timestamp": serializers.DateTimeField(),
+        "configured": serializers.BooleanField(help_text="VAPI_API_KEY is set."),
+        "vapi_error": serializers.CharField(allow_null=True, help_text="Why the last check of Vapi failed, or why Vapi is "
+                                            "unreachable now (the figures are then those of `snapshot`)."),
+        "vapi_error_at": serializers.DateTimeField(allow_null=True),
+        "vapi_last_ok_at": serializers.DateTimeField(allow_null=True, help_text="Last successful contact with Vapi."),
+        "snapshot": SnapshotSerializer(allow_null=True, help_text="The stored comparison the Vapi figures come from."),
+        **{spec.public_name: ResourceStatusSerializer() for spec in REGISTRY.values()},
+        "last_run": RunBriefSerializer(allow_null=True),
+        "active_run": RunBriefSerializer(allow_null=True),
+    }
+    return type("SyncStatusSerializer", (serializers.Serializer,), {"__module__": __name__, **fields})
+
+
+SyncStatusSerializer = _sync_status_serializer()
 
 
 class HealthVapiSerializer(serializers.Serializer):

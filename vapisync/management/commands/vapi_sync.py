@@ -452,8 +452,9 @@ class Command(BaseCommand):
         if data["vapi_error"]:
             self.stdout.write(self.style.ERROR(f"Vapi could not be read: {data['vapi_error']}"))
         self.stdout.write(f"  {'':<14} {'database':>8} {'vapi':>6} {'pending':>8} {'conflicts':>9} {'deleted in Vapi':>15}  in sync")
-        for key, label in (("agents", "agents"), ("phone_numbers", "phone numbers")):
-            entry = data[key]
+        for resource in RESOURCE_ORDER:
+            label = RESOURCE_LABEL[resource]
+            entry = data[resource_spec(resource).public_name]
             vapi = "-" if entry["vapi"] is None else entry["vapi"]
             self.stdout.write(
                 f"  {label:<14} {entry['database']:>8} {vapi:>6} {entry['pending']:>8} {entry['conflicts']:>9} "
