@@ -24,6 +24,12 @@ def _bearer_client(user):
 
 
 @pytest.fixture
+def bearer_client():
+    """`bearer_client(user)`: an API client sending that user's token; the one way tests authenticate."""
+    return _bearer_client
+
+
+@pytest.fixture
 def staff_api(staff_user):
     return _bearer_client(staff_user)
 

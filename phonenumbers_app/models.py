@@ -2,7 +2,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from agents.models import Agent, SyncTrackedModel
+from agents.models import Agent
+from globalvoice.tracking import SyncTrackedModel
 
 from .e164 import e164_normalize, is_e164
 

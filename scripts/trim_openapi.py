@@ -13,7 +13,7 @@ Regenerate after replacing Vapi's spec (tests never read the full spec at run ti
 
     .venv/bin/python scripts/trim_openapi.py --source path/to/vapi/openapi.json \
         --source-note "Vapi docs repository, commit <sha>, <date>" [--sdk] \
-        [--output vapisync/openapi/vapi-openapi-subset.json]
+        [--output vapi_emulator/openapi/vapi-openapi-subset.json]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUTPUT = REPO_ROOT / "vapisync" / "openapi" / "vapi-openapi-subset.json"
+DEFAULT_OUTPUT = REPO_ROOT / "vapi_emulator" / "openapi" / "vapi-openapi-subset.json"
 
 OPERATIONS: dict[str, tuple[str, ...]] = {
     "/assistant": ("get", "post"),

@@ -29,12 +29,14 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from agents.admin import AgentAdmin
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from phonenumbers_app.admin import PhoneNumberAdmin
 from phonenumbers_app.models import PhoneNumber
 from vapisync import admin_views as views
 from vapisync.exceptions import RollbackNotPossible, VapiSyncError
-from vapisync.models import ChangeAction, Direction, Resource, Sync, SyncChange, SyncRun, WebhookEvent
+from vapisync.models import ChangeAction, Direction, Resource, Sync, SyncChange, SyncRun, Trigger, WebhookEvent
+from vapisync.resources import REGISTRY
 from vapisync.services import compare
 
 ADMIN_CSS = {"all": ("vapisync/admin.css",)}
@@ -192,7 +194,7 @@ class SyncRunAdmin(RunSyncPermissionMixin, admin.ModelAdmin):
 
     @admin.display(description="Resources")
     def resources_display(self, run):
-        return ", ".join(views.RESOURCE_NOUNS[Resource(r)][1] for r in run.resources or [] if r in Resource.values) or "—"
+        return ", ".join(views.resource_noun(r, plural=True) for r in run.resources or [] if r in REGISTRY) or "—"
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, run):
@@ -209,8 +211,8 @@ class SyncRunAdmin(RunSyncPermissionMixin, admin.ModelAdmin):
     @admin.display(description="Selection")
     def selection_display(self, run):
         selection = run.selection or {}
-        parts = [f"{views.RESOURCE_NOUNS[Resource(r)][1]} {', '.join(map(str, ids[:20]))}{' …' if len(ids) > 20 else ''}"
-                 for key in ("local_ids", "vapi_ids") for r, ids in (selection.get(key) or {}).items() if r in Resource.values]
+        parts = [f"{views.resource_noun(r, plural=True)} {', '.join(map(str, ids[:20]))}{' …' if len(ids) > 20 else ''}"
+                 for key in ("local_ids", "vapi_ids") for r, ids in (selection.get(key) or {}).items() if r in REGISTRY]
         if selection.get("policy"):
             parts.append(f"policy {selection['policy']}")
         return "; ".join(parts) or "Everything"
@@ -236,9 +238,9 @@ class SyncRunAdmin(RunSyncPermissionMixin, admin.ModelAdmin):
             return "—"
         head = format_html_join("", "<th>{}</th>", ((k.capitalize(),) for k in views.COUNT_KEYS))
         body = format_html_join("", "<tr><th>{}</th>{}</tr>", (
-            (views.RESOURCE_NOUNS[Resource(r)][1].capitalize(),
+            (views.resource_noun(r, plural=True).capitalize(),
              format_html_join("", "<td>{}</td>", (((c or {}).get(k, 0),) for k in views.COUNT_KEYS)))
-            for r, c in run.counts.items() if r in Resource.values
+            for r, c in run.counts.items() if r in REGISTRY
         ))
         caption = " (what it would do: a dry run changes nothing)" if run.dry_run else ""
         return format_html('<table class="vs-counts"><thead><tr><th>{}</th>{}</tr></thead><tbody>{}</tbody></table>',
@@ -290,7 +292,7 @@ class SyncRunAdmin(RunSyncPermissionMixin, admin.ModelAdmin):
             from vapisync.services.rollback import sync_run_rollback
 
             try:
-                rollback = sync_run_rollback(run_id=run.pk, trigger="admin", user=request.user, background=True)
+                rollback = sync_run_rollback(run_id=run.pk, trigger=Trigger.ADMIN, user=request.user, background=True)
             except RollbackNotPossible as exc:
                 self.message_user(request, f"Cannot roll back run {run.pk}: {exc}", messages.ERROR)
                 return HttpResponseRedirect(views.run_url(run))
@@ -417,8 +419,18 @@ class WebhookEventAdmin(RunSyncPermissionMixin, admin.ModelAdmin):
 class SyncActionsMixin(RunSyncPermissionMixin):
     """Push / refresh / preview actions, each with the admin's confirmation step."""
 
-    sync_resource: str
-    vapi_id_field: str
+    @property
+    def sync_resource(self) -> str:
+        """The registry's resource for this admin's model."""
+        return self._sync_spec.resource
+
+    @property
+    def vapi_id_field(self) -> str:
+        return self._sync_spec.vapi_id_field
+
+    @property
+    def _sync_spec(self):
+        return next(spec for spec in REGISTRY.values() if spec.model is self.model)
     actions = ("push_to_vapi", "refresh_from_vapi", "preview_sync")
     change_form_template = "admin/vapisync/record_change_form.html"
 
@@ -466,7 +478,7 @@ class SyncActionsMixin(RunSyncPermissionMixin):
                       "baseline": views.short(f.baseline, 10**9)} for f in comparison.fields],
             "vapi_document": json_block(comparison.vapi_document) if comparison.vapi_document is not None else None,
             "dashboard_url": compare.dashboard_url(self.sync_resource, comparison.vapi_id),
-            "noun": views.RESOURCE_NOUNS[self.sync_resource][0],
+            "noun": views.resource_noun(self.sync_resource),
             "change_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk]),
         }
         request.current_app = self.admin_site.name
@@ -594,7 +606,7 @@ class SyncActionsMixin(RunSyncPermissionMixin):
         pks = list(queryset.values_list("pk", flat=True))
         try:
             return sync_run_submit(direction=direction, resources=[self.sync_resource],
-                                   local_ids={self.sync_resource: pks}, trigger="admin", user=request.user,
+                                   local_ids={self.sync_resource: pks}, trigger=Trigger.ADMIN, user=request.user,
                                    dry_run=dry_run)
         except VapiSyncError as exc:
             views.report_error(request, exc)
@@ -611,9 +623,9 @@ class SyncActionsMixin(RunSyncPermissionMixin):
             "queryset": objects,
             "objects": [{"obj": o, "badge": views.record_status_badge(o), "vapi_id": getattr(o, self.vapi_id_field),
                          "url": reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[o.pk])} for o in objects],
-            "noun": views.RESOURCE_NOUNS[self.sync_resource][0 if len(objects) == 1 else 1],
-            "these": (f"this {views.RESOURCE_NOUNS[self.sync_resource][0]}" if len(objects) == 1
-                      else f"these {len(objects)} {views.RESOURCE_NOUNS[self.sync_resource][1]}"),
+            "noun": views.resource_noun(self.sync_resource, plural=len(objects) != 1),
+            "these": (f"this {views.resource_noun(self.sync_resource)}" if len(objects) == 1
+                      else f"these {len(objects)} {views.resource_noun(self.sync_resource, plural=True)}"),
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "configured": views.vapi_settings().configured,
             "sync_page_url": views.page_url(),
@@ -624,8 +636,6 @@ class SyncActionsMixin(RunSyncPermissionMixin):
 
 
 class AgentSyncAdmin(SyncActionsMixin, AgentAdmin):
-    sync_resource = Resource.ASSISTANTS
-    vapi_id_field = "vapi_assistant_id"
     # Provider and name share a column (model, voice): eight columns did not fit 1440 px beside the filters.
     LIST_COLUMNS = {**SyncActionsMixin.LIST_COLUMNS, "model_provider": "model_display", "model": None,
                     "voice_provider": "voice_display", "voice_id": None, "updated_at": "updated_display"}
@@ -644,11 +654,18 @@ class AgentSyncAdmin(SyncActionsMixin, AgentAdmin):
 
 
 class PhoneNumberSyncAdmin(SyncActionsMixin, PhoneNumberAdmin):
-    sync_resource = Resource.PHONE_NUMBERS
-    vapi_id_field = "vapi_phone_id"
+    """The phone-number admin with the sync actions; nothing of its own to add."""
 
 
-for _model, _admin in ((Agent, AgentSyncAdmin), (PhoneNumber, PhoneNumberSyncAdmin)):
+# Every registered resource's model admin gets the sync actions and panels. The two classes above add
+# only presentation; a resource without one keeps its own admin, with the sync actions mixed in.
+_SYNC_ADMINS = {Agent: AgentSyncAdmin, PhoneNumber: PhoneNumberSyncAdmin}
+for _spec in REGISTRY.values():
+    _model = _spec.model
+    _admin = _SYNC_ADMINS.get(_model)
+    if _admin is None:
+        _base = type(admin.site.get_model_admin(_model)) if admin.site.is_registered(_model) else admin.ModelAdmin
+        _admin = type(f"{_model.__name__}SyncAdmin", (SyncActionsMixin, _base), {})
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
     admin.site.register(_model, _admin)

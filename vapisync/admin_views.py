@@ -19,18 +19,26 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 
-from agents.models import Agent, SyncStatus
-from phonenumbers_app.models import PhoneNumber
+from globalvoice.tracking import SyncStatus
 from vapisync.conf import vapi_settings
 from vapisync.exceptions import SyncAlreadyRunning, VapiSyncError
-from vapisync.models import ACTIVE_STATUSES, ChangeAction, Direction, Resource, RunStatus, SyncChange, SyncRecord, SyncRun
+from vapisync.models import ACTIVE_STATUSES, ChangeAction, Direction, Resource, RunStatus, SyncChange, SyncRecord, SyncRun, Trigger
+from vapisync.resources import REGISTRY, RESOURCE_ORDER
 from vapisync.selectors import conflicts_list, sync_run_get, sync_run_list, sync_status_get
 
 logger = logging.getLogger(__name__)
 
 RUN_SYNC_PERMISSION = "vapisync.run_sync"
-RESOURCE_MODELS = {Resource.ASSISTANTS: Agent, Resource.PHONE_NUMBERS: PhoneNumber}
-RESOURCE_NOUNS = {Resource.ASSISTANTS: ("agent", "agents"), Resource.PHONE_NUMBERS: ("phone number", "phone numbers")}
+
+
+def resource_noun(resource: str | None, *, plural: bool = False) -> str:
+    """"agent" / "phone numbers": the registered model's own verbose name ("" for an unknown resource)."""
+    spec = REGISTRY.get(resource)
+    if spec is None:
+        return ""
+    return str(spec.model._meta.verbose_name_plural if plural else spec.model._meta.verbose_name)
+
+
 COUNT_KEYS = ("created", "updated", "deleted", "unchanged", "conflicts", "failed", "skipped")
 COUNT_WORDS = {  # key -> (singular, plural) for a finished run, then for a dry run
     "created": (("created", "created"), ("to create", "to create")),
@@ -141,21 +149,21 @@ def run_counts_text(run: SyncRun) -> str:
     if run_failed_empty(run):
         return FAILED_EMPTY_TEXT
     parts = []
-    for resource in (Resource.ASSISTANTS, Resource.PHONE_NUMBERS):
+    for resource in RESOURCE_ORDER:
         if resource in (run.counts or {}):
             text = counts_text(run.counts[resource], dry_run=run.dry_run)
             if run.status == RunStatus.FAILED and text == "nothing to change":
                 text = "nothing done"  # the run stopped before this resource, it did not find it in sync
-            parts.append(f"{RESOURCE_NOUNS[resource][1]}: {text}")
+            parts.append(f"{resource_noun(resource, plural=True)}: {text}")
     return "; ".join(parts) or "nothing to change"
 
 
 def run_what(run: SyncRun) -> str:
     """A short name for what a run did: "Import of phone numbers", "Full synchronization"."""
-    nouns = " and ".join(RESOURCE_NOUNS[Resource(r)][1] for r in run.resources or [] if r in Resource.values)
+    nouns = " and ".join(resource_noun(r, plural=True) for r in run.resources or [] if r in REGISTRY)
     selected = sum(len(ids) for ids in (run.selection or {}).get("local_ids", {}).values())
     if selected:
-        noun = RESOURCE_NOUNS[Resource(run.resources[0])][0 if selected == 1 else 1] if run.resources else "records"
+        noun = resource_noun(run.resources[0], plural=selected != 1) if run.resources else "records"
         nouns = f"{selected} selected {noun}"
     base = {
         Direction.IMPORT: f"Import of {nouns} from Vapi",
@@ -323,7 +331,7 @@ def _snapshot_context(status: dict) -> dict:
 
 
 def _changelist(resource: str, **filters) -> str:
-    model = RESOURCE_MODELS[resource]
+    model = REGISTRY[resource].model
     url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
     if filters:
         url += "?" + "&".join(f"{k}={v}" for k, v in filters.items())
@@ -332,10 +340,11 @@ def _changelist(resource: str, **filters) -> str:
 
 def _status_cards(status: dict) -> list[dict]:
     cards = []
-    for resource, key, title in (
-        (Resource.ASSISTANTS, "agents", "Agents (Vapi assistants)"),
-        (Resource.PHONE_NUMBERS, "phone_numbers", "Phone numbers"),
-    ):
+    for resource in RESOURCE_ORDER:
+        spec = REGISTRY[resource]
+        key, title = spec.public_name, capfirst(resource_noun(resource, plural=True))
+        if spec.public_name != spec.resource:  # say what Vapi calls them when the names differ
+            title += f" (Vapi {spec.resource.replace('_', ' ')})"
         entry = status.get(key) or {}
         by_status = lambda s: _changelist(resource, sync_status__exact=s)  # noqa: E731
         rows = [
@@ -371,9 +380,9 @@ def _conflicts() -> list[dict]:
         item["fields"] = sorted((change.diff or {}).keys()) if change else []
         item["diff"] = diff_items(change.diff) if change else []
         item["run_id"] = change.run_id if change else None
-        model = RESOURCE_MODELS[Resource(item["resource"])]
+        model = REGISTRY[item["resource"]].model
         item["url"] = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[item["local_id"]])
-        item["noun"] = RESOURCE_NOUNS[Resource(item["resource"])][0]
+        item["noun"] = resource_noun(item["resource"])
     return items
 
 
@@ -418,7 +427,7 @@ def _deleted_here_still_in_vapi() -> list[dict]:
     return [
         {
             "resource": r.resource,
-            "noun": RESOURCE_NOUNS[Resource(r.resource)][0],
+            "noun": resource_noun(r.resource),
             "vapi_id": r.vapi_id,
             "label": (r.remote or {}).get("name") or (r.remote or {}).get("number") or r.vapi_id,
             "deleted_at": r.local_deleted_at,
@@ -450,13 +459,13 @@ def _run_results(run: SyncRun | None) -> dict | None:
     if run is None or run.is_active:
         return None
     rows = []
-    for resource in (Resource.ASSISTANTS, Resource.PHONE_NUMBERS):
+    for resource in RESOURCE_ORDER:
         if resource in (run.counts or {}):
             counts = run.counts[resource] or {}
-            rows.append({"title": capfirst(RESOURCE_NOUNS[resource][1]),
+            rows.append({"title": capfirst(resource_noun(resource, plural=True)),
                          "cells": [counts.get(k, 0) for k in COUNT_KEYS]})
     plan = [
-        {**item, "noun": RESOURCE_NOUNS.get(item.get("resource"), ("", ""))[0],
+        {**item, "noun": resource_noun(item.get("resource")),
          "action_display": ChangeAction(item["action"]).label if item.get("action") in ChangeAction.values else "",
          "diff_items": diff_items(item.get("diff"), limit=6)}
         for item in (run.plan or []) if item.get("action") != ChangeAction.SKIP or item.get("reason")
@@ -530,7 +539,7 @@ def sync_run_view(model_admin, request):
 
     try:
         run = sync_run_submit(direction=op.direction, resources=list(op.resources) if op.resources else None,
-                              trigger="admin", user=request.user, dry_run=op.dry_run)
+                              trigger=Trigger.ADMIN, user=request.user, dry_run=op.dry_run)
     except VapiSyncError as exc:
         report_error(request, exc)
         return HttpResponseRedirect(page_url())
@@ -562,14 +571,14 @@ def status_check_view(model_admin, request):
 def conflict_resolve_view(model_admin, request):
     _require_run_permission(request)
     resource, keep, local_id = request.POST.get("resource"), request.POST.get("keep"), request.POST.get("local_id", "")
-    if resource not in Resource.values or keep not in ("vapi", "local") or not local_id.isdigit():
+    if resource not in REGISTRY or keep not in ("vapi", "local") or not local_id.isdigit():
         return HttpResponseBadRequest("Expected resource, local_id and keep=vapi|local.")
     from vapisync.services.runs import conflict_resolve
 
-    model = RESOURCE_MODELS[Resource(resource)]
+    model = REGISTRY[resource].model
     label = str(model.objects.filter(pk=int(local_id)).first() or f"#{local_id}")
     try:
-        run = conflict_resolve(resource=resource, local_id=int(local_id), keep=keep, trigger="admin", user=request.user)
+        run = conflict_resolve(resource=resource, local_id=int(local_id), keep=keep, trigger=Trigger.ADMIN, user=request.user)
     except VapiSyncError as exc:
         report_error(request, exc)
         return HttpResponseRedirect(page_url())
@@ -596,7 +605,7 @@ def delete_in_vapi_view(model_admin, request):
         from vapisync.services.runs import assistants_delete_remote
 
         try:
-            run = assistants_delete_remote(vapi_ids=[r.vapi_id for r in records], trigger="admin", user=request.user)
+            run = assistants_delete_remote(vapi_ids=[r.vapi_id for r in records], trigger=Trigger.ADMIN, user=request.user)
         except VapiSyncError as exc:
             report_error(request, exc)
         else:
@@ -653,13 +662,13 @@ def changes_table(changes) -> list[dict]:
     """Rows for a table of SyncChange objects (run detail, rollback confirmation)."""
     rows = []
     for change in changes:
-        model = RESOURCE_MODELS.get(change.resource)
+        model = REGISTRY[change.resource].model if change.resource in REGISTRY else None
         record_url = None
         if model is not None and change.local_id and model.objects.filter(pk=change.local_id).exists():
             record_url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[change.local_id])
         rows.append({
             "change": change,
-            "noun": RESOURCE_NOUNS.get(change.resource, ("", ""))[0],
+            "noun": resource_noun(change.resource),
             "record_url": record_url,
             "diff": diff_items(change.diff),
             "level": {ChangeAction.ERROR: "err", ChangeAction.CONFLICT: "warn", ChangeAction.SKIP: "muted",

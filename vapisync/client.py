@@ -103,7 +103,7 @@ ASSISTANT_SERVER_FIELDS = SERVER_FIELDS | {"latestVersion"}
 # Phone numbers also carry `status` (active/activating/blocked), read-only.
 PHONE_NUMBER_SERVER_FIELDS = SERVER_FIELDS | {"status"}
 # Keys a phone-number document of one provider carries that the provider's Create/Update DTO
-# rejects. Source: openapi.json (vapisync/openapi/vapi-openapi-subset.json) VapiPhoneNumber vs
+# rejects. Source: openapi.json (vapi_emulator/openapi/vapi-openapi-subset.json) VapiPhoneNumber vs
 # CreateVapiPhoneNumberDTO / UpdateVapiPhoneNumberDTO: `number` of a Vapi-bought number cannot
 # be set or changed, `numberDesiredAreaCode` is create-only. The other providers' Update DTOs
 # accept every non-server key of their documents. A denylist rather than an allowlist on

@@ -42,6 +42,17 @@ class NothingToResolve(VapiSyncError):
     code = "no_conflict"
 
 
+class UnknownLocalIds(VapiSyncError):
+    """Local ids that name no record: a run over them would be empty and hide the typo."""
+
+    http_status = 400
+    code = "invalid"
+
+    def __init__(self, noun: str, missing: list[int]):
+        super().__init__(f"No {noun} with id {', '.join(map(str, missing))} here.", missing=missing)
+        self.missing = missing
+
+
 # --- Errors from talking to Vapi (raised by vapisync.client only) -------------------
 
 

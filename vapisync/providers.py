@@ -1,5 +1,5 @@
 """The model and voice providers (and their published names) an agent may use, read from the
-committed Vapi OpenAPI subset (`vapisync/openapi/vapi-openapi-subset.json`).
+committed Vapi OpenAPI subset (`vapi_emulator/openapi/vapi-openapi-subset.json`).
 
 settings.AGENT_CATALOGUE points at `vapi_catalogue`, so the agents app checks a person's values
 at save time (API and admin) without knowing Vapi. Offered are the providers of
@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any
 
 from agents.catalogue import Catalogue
-from vapisync.openapi import _spec
+from vapi_emulator.openapi import _spec
 
 _REF_PREFIX = "#/components/schemas/"
 # What the mapping sends for each part of an assistant (vapisync.mapping).

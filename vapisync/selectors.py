@@ -7,19 +7,15 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
-from agents.models import Agent, SyncStatus
-from phonenumbers_app.models import PhoneNumber
+from globalvoice.tracking import SyncStatus
 from vapisync.conf import vapi_settings
 from vapisync.exceptions import VapiSyncError
-from vapisync.models import ACTIVE_STATUSES, Resource, SyncRecord, SyncRun
-from vapisync.resources import RESOURCE_ORDER
-
-_MODELS = {Resource.ASSISTANTS: Agent, Resource.PHONE_NUMBERS: PhoneNumber}
-_PUBLIC_NAMES = {Resource.ASSISTANTS: "agents", Resource.PHONE_NUMBERS: "phone_numbers"}
+from vapisync.models import ACTIVE_STATUSES, SyncRecord, SyncRun
+from vapisync.resources import REGISTRY, RESOURCE_ORDER, resource_spec
 
 
 def _local_counts(resource: str) -> dict:
-    model = _MODELS[resource]
+    model = resource_spec(resource).model
     by_status = dict(model.objects.values_list("sync_status").annotate(n=Count("id")).order_by())
     tombstones = SyncRecord.objects.filter(
         resource=resource, local_deleted_at__isnull=False, remote_deleted_at__isnull=True
@@ -77,7 +73,7 @@ def sync_status_get(*, check_remote: bool = True) -> dict:
             entry["vapi"] = None
             entry["in_sync"] = None
         overall = overall and bool(entry["in_sync"])
-        status[_PUBLIC_NAMES[resource]] = entry
+        status[resource_spec(resource).public_name] = entry
     status["in_sync"] = overall if stored and len(stored) == len(RESOURCE_ORDER) else None
     last = SyncRun.objects.filter(dry_run=False).exclude(status__in=ACTIVE_STATUSES).first()
     active = SyncRun.objects.filter(status__in=ACTIVE_STATUSES, dry_run=False).first()
@@ -164,8 +160,8 @@ def sync_run_get(*, run_id: int) -> SyncRun | None:
 
 def conflicts_list() -> list[dict]:
     items = []
-    for resource, model in _MODELS.items():
-        for obj in model.objects.filter(sync_status=SyncStatus.CONFLICT):
+    for resource, spec in REGISTRY.items():
+        for obj in spec.model.objects.filter(sync_status=SyncStatus.CONFLICT):
             items.append({"resource": resource, "local_id": obj.pk, "label": str(obj), "message": obj.sync_error})
     return items
 

@@ -1,9 +1,7 @@
-"""Test helpers shared by the domain apps' API tests."""
+"""Test helpers shared by the domain apps' API tests (authenticated clients: the `bearer_client` fixture)."""
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 
 def user_with_perms(username: str, *codenames: str, is_staff: bool = True):
@@ -13,10 +11,3 @@ def user_with_perms(username: str, *codenames: str, is_staff: bool = True):
         app_label, codename = dotted.split(".")
         user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
     return user
-
-
-def bearer_client(user) -> APIClient:
-    token, _ = Token.objects.get_or_create(user=user)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
-    return client

@@ -3,10 +3,11 @@
 import pytest
 from rest_framework.test import APIClient
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 
 from .factories import AgentFactory
-from .helpers import bearer_client, user_with_perms
+from .helpers import user_with_perms
 
 pytestmark = pytest.mark.django_db
 
@@ -107,7 +108,7 @@ def test_authenticated_user_without_perms_cannot_write(plain_api):
     assert Agent.objects.count() == 1
 
 
-def test_each_write_needs_its_own_permission():
+def test_each_write_needs_its_own_permission(bearer_client):
     agent = AgentFactory(name="Original")
     changer = bearer_client(user_with_perms("changer", "agents.change_agent"))
     assert changer.patch(detail(agent), {"name": "Changed"}, format="json").status_code == 200

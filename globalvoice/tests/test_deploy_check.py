@@ -4,7 +4,7 @@ import secrets
 import subprocess
 import sys
 
-from .test_settings import BASE_DIR, clean_env
+from .helpers import BASE_DIR, clean_env
 
 
 def run_deploy_check(tmp_path, **extra: str) -> subprocess.CompletedProcess:

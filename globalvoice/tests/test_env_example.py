@@ -2,7 +2,7 @@
 
 import re
 
-from .test_settings import BASE_DIR
+from .helpers import BASE_DIR
 
 READ = re.compile(r"""env\.\w+\(\s*["']([A-Z][A-Z0-9_]*)["']""")
 

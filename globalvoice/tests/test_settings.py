@@ -5,55 +5,10 @@ names (plus ENV_FILE= so a developer's `.env` cannot leak in) and reads the resu
 """
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-BASE_DIR = Path(__file__).resolve().parents[2]
-
-DUMP = """
-import json
-import django
-from django.conf import settings
-django.setup()
-names = %r
-print(json.dumps({name: getattr(settings, name, None) for name in names}, default=str))
-"""
-
-REAL_KEY = "k3y-" + "x7Qp9" * 12  # long and varied enough for check --deploy
-
-
-def clean_env(**extra: str) -> dict:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "DJANGO_SETTINGS_MODULE": "globalvoice.settings",
-        "ENV_FILE": "",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    env.update(extra)
-    return env
-
-
-def run_python(code: str, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=BASE_DIR,
-        env=clean_env(**extra),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def load_settings(*names: str, **extra: str) -> dict:
-    result = run_python(DUMP % (names,), **extra)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+from .helpers import BASE_DIR, REAL_KEY, load_settings, run_python
 
 
 def test_debug_off_without_secret_key_refuses_to_start():

@@ -1,7 +1,7 @@
 """.env.demo (written by `make demo`): read by manage.py only to fill what the environment and .env
 leave unset, and not at all once VAPI_API_KEY is set there (a real key never meets the emulator's URL)."""
 
-from .test_settings import load_settings
+from .helpers import load_settings
 
 DEMO = "DEBUG=true\nVAPI_API_KEY=demo-key\nVAPI_BASE_URL=http://127.0.0.1:8765\nDATABASE_URL=sqlite:////tmp/demo.sqlite3\n"
 NAMES = ("DEBUG", "VAPI_API_KEY", "VAPI_BASE_URL", "TIME_ZONE")

@@ -3,7 +3,7 @@
 import pytest
 
 from agents.tests.factories import AgentFactory
-from agents.tests.helpers import bearer_client, user_with_perms
+from agents.tests.helpers import user_with_perms
 from phonenumbers_app.models import PhoneNumber, Provider
 
 from .factories import PhoneNumberFactory
@@ -61,7 +61,7 @@ def test_user_without_perms_reads_but_cannot_write(plain_api):
     assert PhoneNumber.objects.get().name == phone.name
 
 
-def test_staff_with_model_perms_can_write():
+def test_staff_with_model_perms_can_write(bearer_client):
     client = bearer_client(
         user_with_perms(
             "operator", "phonenumbers_app.add_phonenumber", "phonenumbers_app.change_phonenumber",
@@ -77,7 +77,7 @@ def test_staff_with_model_perms_can_write():
     assert not PhoneNumber.objects.exists()
 
 
-def test_agent_perms_do_not_grant_phone_number_writes():
+def test_agent_perms_do_not_grant_phone_number_writes(bearer_client):
     client = bearer_client(user_with_perms("agent_admin", "agents.add_agent", "agents.change_agent"))
     assert client.post(LIST, {"number": "+16826269224"}, format="json").status_code == 403
 

@@ -12,7 +12,8 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from vapisync.models import Resource, RunStatus, SyncChange, SyncRun
+from vapisync.models import RunStatus, SyncChange, SyncRun
+from vapisync.resources import REGISTRY
 from vapisync.services.history import COUNT_KEYS
 
 MAX_IDS = 1000
@@ -28,13 +29,10 @@ def inline_enum_field(field_class, values, **kwargs):
     return extend_schema_field(schema)(type(f"Inline{field_class.__name__}", (field_class,), {}))(**kwargs)
 CHANGES_IN_DETAIL = 500
 
-# Public resource name (request bodies, status) -> engine resource.
-RESOURCE_NAMES = {
-    "agents": Resource.ASSISTANTS.value,
-    "assistants": Resource.ASSISTANTS.value,
-    "phone_numbers": Resource.PHONE_NUMBERS.value,
-}
-PUBLIC_RESOURCE = {Resource.ASSISTANTS.value: "agents", Resource.PHONE_NUMBERS.value: "phone_numbers"}
+# Public resource name (request bodies, status) -> engine resource; the engine's own name is accepted
+# as a synonym ("assistants"). Both come from the registry, so a new resource needs nothing here.
+RESOURCE_NAMES = {name: str(spec.resource) for spec in REGISTRY.values() for name in (spec.public_name, str(spec.resource))}
+PUBLIC_RESOURCE = {str(spec.resource): spec.public_name for spec in REGISTRY.values()}
 PUBLIC_RESOURCES = list(PUBLIC_RESOURCE.values())
 
 
@@ -193,7 +191,7 @@ class FullSyncSerializer(StrictSerializer):
 
 class ConflictResolveSerializer(StrictSerializer):
     resource = serializers.ChoiceField(
-        choices=["agents", "phone_numbers", "assistants"], help_text='"agents" (or "assistants") or "phone_numbers".'
+        choices=list(RESOURCE_NAMES), help_text='"agents" (or "assistants") or "phone_numbers".'
     )
     id = serializers.IntegerField(
         min_value=1, max_value=MAX_LOCAL_ID, help_text="The local id of the agent or phone number in conflict."
@@ -405,19 +403,26 @@ class SnapshotSerializer(serializers.Serializer):
     run_id = serializers.IntegerField(allow_null=True, help_text="The run that computed it, if one did.")
 
 
-class SyncStatusSerializer(serializers.Serializer):
-    in_sync = serializers.BooleanField(allow_null=True, help_text="Both resources in sync (null when Vapi was never read).")
-    timestamp = serializers.DateTimeField()
-    configured = serializers.BooleanField(help_text="VAPI_API_KEY is set.")
-    vapi_error = serializers.CharField(allow_null=True, help_text="Why the last check of Vapi failed, or why Vapi is "
-                                       "unreachable now (the figures are then those of `snapshot`).")
-    vapi_error_at = serializers.DateTimeField(allow_null=True)
-    vapi_last_ok_at = serializers.DateTimeField(allow_null=True, help_text="Last successful contact with Vapi.")
-    snapshot = SnapshotSerializer(allow_null=True, help_text="The stored comparison the Vapi figures come from.")
-    phone_numbers = ResourceStatusSerializer()
-    agents = ResourceStatusSerializer()
-    last_run = RunBriefSerializer(allow_null=True)
-    active_run = RunBriefSerializer(allow_null=True)
+def _sync_status_serializer() -> type[serializers.Serializer]:
+    """The status document: one entry per registered resource under its public name, between the
+    figures about Vapi and the runs (DRF orders fields as they are created)."""
+    fields = {
+        "in_sync": serializers.BooleanField(allow_null=True, help_text="Every resource in sync (null when Vapi was never read)."),
+        "timestamp": serializers.DateTimeField(),
+        "configured": serializers.BooleanField(help_text="VAPI_API_KEY is set."),
+        "vapi_error": serializers.CharField(allow_null=True, help_text="Why the last check of Vapi failed, or why Vapi is "
+                                            "unreachable now (the figures are then those of `snapshot`)."),
+        "vapi_error_at": serializers.DateTimeField(allow_null=True),
+        "vapi_last_ok_at": serializers.DateTimeField(allow_null=True, help_text="Last successful contact with Vapi."),
+        "snapshot": SnapshotSerializer(allow_null=True, help_text="The stored comparison the Vapi figures come from."),
+        **{spec.public_name: ResourceStatusSerializer() for spec in REGISTRY.values()},
+        "last_run": RunBriefSerializer(allow_null=True),
+        "active_run": RunBriefSerializer(allow_null=True),
+    }
+    return type("SyncStatusSerializer", (serializers.Serializer,), {"__module__": __name__, **fields})
+
+
+SyncStatusSerializer = _sync_status_serializer()
 
 
 class HealthVapiSerializer(serializers.Serializer):
@@ -447,7 +452,7 @@ class HealthSerializer(serializers.Serializer):
 
 
 class ConflictSerializer(serializers.Serializer):
-    resource = serializers.ChoiceField(choices=["agents", "phone_numbers"])
+    resource = serializers.ChoiceField(choices=PUBLIC_RESOURCES)
     id = serializers.IntegerField(help_text="Local id: pass it with `resource` to conflicts/resolve.")
     label = serializers.CharField()
     vapi_id = serializers.CharField(allow_null=True)

@@ -8,7 +8,6 @@ DRF's own (401, 403, 404, 405, 415, 429), invalid bodies with their field messag
 
 from __future__ import annotations
 
-from django.db.models import Model
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from django.views.decorators.csrf import csrf_exempt
@@ -17,14 +16,15 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.models import Agent, SyncStatus
-from phonenumbers_app.models import PhoneNumber
+from globalvoice.tracking import SyncStatus
 from vapisync import selectors
 from vapisync.conf import vapi_settings
-from vapisync.exceptions import NothingToResolve
+from vapisync.exceptions import NothingToResolve, UnknownLocalIds
 from vapisync.models import ChangeAction, Direction, Resource, RunStatus, SyncChange, Trigger
+from vapisync.resources import RESOURCE_ORDER, resource_spec
 from vapisync.services.rollback import sync_run_rollback
 from vapisync.services.runs import assistants_delete_remote, conflict_resolve, runs_reap_interrupted, sync_run_submit
+from vapisync.services.selection import local_ids_check
 from vapisync.services.status import status_snapshot_refresh
 
 from .permissions import CanRunSync, CanViewSync
@@ -51,7 +51,6 @@ from .serializers import (
 from .throttles import SyncTriggerThrottle
 
 TAGS = ["vapi-sync"]
-_MODELS: dict[str, type[Model]] = {Resource.ASSISTANTS: Agent, Resource.PHONE_NUMBERS: PhoneNumber}
 
 
 def _errors(*codes: int) -> dict:
@@ -77,11 +76,11 @@ _RUN_QUEUED = OpenApiResponse(
 
 
 def _check_local_ids(resource: str, ids: list[int], field: str) -> None:
-    """Unknown local ids are a 400 (an empty run would hide the typo); Vapi ids are checked by the run."""
-    missing = sorted(set(ids) - set(_MODELS[resource].objects.filter(pk__in=ids).values_list("pk", flat=True)))
-    if missing:
-        noun = "agent" if resource == Resource.ASSISTANTS else "phone number"
-        raise ValidationError({field: [f"No {noun} with id {', '.join(map(str, missing))} here."]})
+    """The service's rule, translated into a 400 naming the request field."""
+    try:
+        local_ids_check(resource, ids)
+    except UnknownLocalIds as exc:
+        raise ValidationError({field: [str(exc)]}) from exc
 
 
 class SyncAPIView(APIView):
@@ -195,7 +194,7 @@ class FullSyncView(SyncTriggerView):
     def post(self, request):
         body = self.validated(FullSyncSerializer, request)
         selected = {Resource.ASSISTANTS: body.get("agent_ids"), Resource.PHONE_NUMBERS: body.get("phone_number_ids")}
-        resources = [r for r, ids in selected.items() if ids] or list(selected)
+        resources = [r for r, ids in selected.items() if ids] or list(RESOURCE_ORDER)  # no ids: every registered resource
         local_ids, vapi_ids = {}, {}
         for resource, field in zip(selected, ("agent_ids", "phone_number_ids")):
             if resource in resources:
@@ -427,7 +426,7 @@ class ConflictResolveView(SyncTriggerView):
     def post(self, request):
         body = self.validated(ConflictResolveSerializer, request)
         resource = RESOURCE_NAMES[body["resource"]]
-        record = _MODELS[resource].objects.filter(pk=body["id"]).first()
+        record = resource_spec(resource).model.objects.filter(pk=body["id"]).first()
         if record is None:
             raise NotFound(f"There is no {body['resource'].replace('_', ' ')[:-1]} with id {body['id']}.")
         if record.sync_status != SyncStatus.CONFLICT:

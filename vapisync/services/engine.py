@@ -31,7 +31,7 @@ import time
 from django.db import transaction
 from django.utils import timezone
 
-from agents.models import SyncStatus
+from globalvoice.tracking import SyncStatus
 from vapisync import mapping
 from vapisync.context import sync_writes
 from vapisync.drift import drift_compute

@@ -18,7 +18,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from agents.models import SyncStatus
+from globalvoice.tracking import SyncStatus
 from vapisync import mapping
 from vapisync.context import sync_writes
 from vapisync.exceptions import RollbackNotPossible, VapiError, VapiNotFound

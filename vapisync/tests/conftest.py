@@ -3,10 +3,9 @@
 import pytest
 import responses
 
-from vapisync.emulator import VapiEmulator
+from vapi_emulator import VapiEmulator
 
-BASE_URL = "http://vapi.test"
-API_KEY = "test-vapi-key"
+from .factories import API_KEY, BASE_URL
 
 
 @pytest.fixture(autouse=True)
@@ -37,27 +36,3 @@ def vapi_client(emulator, settings):
     from vapisync.client import VapiClient
 
     return VapiClient(api_key=API_KEY, base_url=BASE_URL, sleep=lambda s: None, max_retries=3, max_concurrency=4)
-
-
-def make_assistant(emulator, name="Support", prompt="You are helpful.", **extra):
-    doc = {
-        "name": name,
-        "firstMessage": f"Hi, this is {name}.",
-        "model": {
-            "provider": "openai",
-            "model": "gpt-4o",
-            "temperature": 0.3,
-            "maxTokens": 250,
-            "messages": [
-                {"role": "system", "content": prompt},
-                {"role": "assistant", "content": "Example reply kept as is."},
-            ],
-            "tools": [{"type": "endCall"}],
-        },
-        "voice": {"provider": "vapi", "voiceId": "Elliot"},
-        "transcriber": {"provider": "deepgram", "model": "nova-2", "language": "en"},
-        "analysisPlan": {"summaryPlan": {"enabled": True}},
-        "metadata": {"team": "support"},
-    }
-    doc.update(extra)
-    return emulator.add_assistant(**doc)

@@ -9,12 +9,13 @@ from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.contrib.messages import constants as levels
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapisync.models import ChangeAction, Direction, Resource, RunStatus, SyncChange, SyncRun
 from vapisync.services.runs import sync_run_create, sync_run_start
 
-from .conftest import make_assistant
+from .factories import make_assistant
 
 pytestmark = pytest.mark.django_db
 

@@ -13,12 +13,13 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapisync.models import Direction, RunStatus, SyncChange, SyncRecord, SyncRun
 from vapisync.services.runs import sync_run_create
 
-from .conftest import make_assistant
+from .factories import make_assistant
 
 pytestmark = pytest.mark.django_db
 
@@ -70,22 +71,16 @@ def _user(username, *perms, is_staff=False):
     return user
 
 
-def _bearer(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.get_or_create(user=user)[0].key}")
-    return client
-
-
 @pytest.fixture
-def runner_api():
+def runner_api(bearer_client):
     """Not staff; holds only vapisync.run_sync."""
-    return _bearer(_user("runner", "vapisync.run_sync"))
+    return bearer_client(_user("runner", "vapisync.run_sync"))
 
 
 @pytest.fixture
-def viewer_api():
+def viewer_api(bearer_client):
     """Not staff; holds only vapisync.view_syncrun."""
-    return _bearer(_user("viewer", "vapisync.view_syncrun"))
+    return bearer_client(_user("viewer", "vapisync.view_syncrun"))
 
 
 def remote_writes(emulator) -> int:
@@ -270,10 +265,10 @@ def test_run_sync_permission_without_staff_may_trigger(emulator, runner_api):
     assert runner_api.get(BASE + "runs/").json()["count"] == 1
 
 
-def test_staff_without_run_sync_may_not_start_or_delete_anything(emulator):
+def test_staff_without_run_sync_may_not_start_or_delete_anything(emulator, bearer_client):
     """One rule (vapisync.permissions): staff status alone neither reads nor starts the sync."""
     remote = make_assistant(emulator, "Orphan")
-    client = _bearer(_user("ops", is_staff=True))
+    client = bearer_client(_user("ops", is_staff=True))
     for method, path, _ in TRIGGERS:
         body = {"vapi_ids": [remote["id"]]} if path == "assistants/delete-in-vapi" else {}
         response = post(client, path, body)

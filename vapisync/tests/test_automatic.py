@@ -11,7 +11,8 @@ from django.core.management import call_command
 from django.db import transaction
 from django_celery_beat.models import PeriodicTask
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapisync import mapping
 from vapisync.context import sync_writes
@@ -26,7 +27,7 @@ from vapisync.tasks import (
     scheduled_import_task,
 )
 
-from .conftest import make_assistant
+from .factories import make_assistant
 
 pytestmark = pytest.mark.django_db
 

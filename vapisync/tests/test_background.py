@@ -21,7 +21,7 @@ from vapisync.models import Direction, RunStatus, SyncLock, SyncRun, SyncStatusS
 from vapisync.services.background import background_join, background_running
 from vapisync.services.runs import runs_reap_interrupted, sync_run_create, sync_run_execute, sync_run_start
 
-from .conftest import make_assistant
+from .factories import make_assistant
 
 pytestmark = pytest.mark.django_db
 
@@ -38,13 +38,8 @@ def threads(settings):
 
 
 @pytest.fixture
-def api(staff_user):
-    from rest_framework.authtoken.models import Token
-    from rest_framework.test import APIClient
-
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.create(user=staff_user).key}")
-    return client
+def api(staff_api):
+    return staff_api
 
 
 def unreachable_vapi(settings, **overrides):
@@ -323,22 +318,19 @@ def test_a_full_run_stores_the_status_and_automatic_runs_do_not_list_vapi(emulat
 
 
 @pytest.mark.django_db
-def test_refresh_needs_the_run_permission_and_is_throttled(emulator, settings):
+def test_refresh_needs_the_run_permission_and_is_throttled(emulator, settings, bearer_client):
     from django.contrib.auth.models import Permission, User
-    from rest_framework.authtoken.models import Token
-    from rest_framework.test import APIClient
 
     viewer = User.objects.create_user("viewer")
     viewer.user_permissions.add(Permission.objects.get(codename="view_syncrun"))
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.create(user=viewer).key}")
+    client = bearer_client(viewer)
     assert client.get(BASE + "status").status_code == 200
     assert client.get(BASE + "status?refresh=true").status_code == 403
 
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"vapi_sync": "2/minute"}}
     runner = User.objects.create_user("runner")
     runner.user_permissions.add(Permission.objects.get(codename="run_sync"))  # staff status alone is not enough
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.create(user=runner).key}")
+    client = bearer_client(runner)
     assert [client.get(BASE + "status?refresh=true").status_code for _ in range(3)] == [200, 200, 429]
     assert client.get(BASE + "status").status_code == 200  # reading the stored status is never throttled
     assert emulator.counts["GET /assistant"] == 2

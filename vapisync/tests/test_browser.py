@@ -17,7 +17,7 @@ import pytest
 from agents.models import Agent
 from vapisync.models import Direction, RunStatus, SyncRun
 
-from .conftest import make_assistant
+from .factories import make_assistant
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls made here are plain sync code.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

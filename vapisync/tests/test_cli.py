@@ -19,13 +19,14 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from phonenumbers_app.models import PhoneNumber
-from vapisync.emulator import VapiEmulator, make_server
+from vapi_emulator import VapiEmulator, make_server
 from vapisync.models import Direction, SyncChange, SyncRun
 from vapisync.services.runs import sync_run_create
 
-from .conftest import make_assistant
+from .factories import make_assistant
 
 pytestmark = pytest.mark.django_db
 

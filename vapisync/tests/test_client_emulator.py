@@ -9,7 +9,7 @@ import pytest
 import responses
 
 from vapisync.client import VapiClient, format_vapi_datetime
-from vapisync.emulator import VapiEmulator, make_server
+from vapi_emulator import VapiEmulator, make_server
 from vapisync.exceptions import (
     VapiAuthError,
     VapiNotFound,

@@ -11,7 +11,7 @@ from vapisync.exceptions import SyncAlreadyRunning
 from vapisync.models import Direction, RunStatus, SyncRecord, SyncRun
 from vapisync.services.runs import sync_run_start
 
-from .conftest import make_assistant
+from .factories import make_assistant
 
 
 @pytest.mark.django_db(transaction=True)

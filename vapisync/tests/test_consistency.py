@@ -9,7 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapisync.exceptions import RollbackNotPossible
 from vapisync.models import ChangeAction, Direction, Resource, RunStatus, SyncChange, SyncLock, SyncRecord, SyncRun
@@ -21,7 +22,7 @@ from vapisync.services.rollback import sync_run_rollback
 from vapisync.services.runs import assistants_delete_remote, sync_run_start
 from vapisync.services.seams import seam_inject
 
-from .conftest import make_assistant
+from .factories import make_assistant
 
 pytestmark = pytest.mark.django_db
 

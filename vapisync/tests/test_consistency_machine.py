@@ -23,10 +23,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from vapisync import mapping
 from vapisync.client import VapiClient
-from vapisync.emulator import VapiEmulator
+from vapi_emulator import VapiEmulator
 from vapisync.exceptions import RollbackNotPossible, SyncAlreadyRunning
 from vapisync.models import ChangeAction, DeletedMarker, Direction, SyncChange, SyncCursor, SyncLock, SyncRecord, SyncRun
 from vapisync.services.rollback import sync_run_rollback

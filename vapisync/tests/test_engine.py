@@ -6,25 +6,16 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapisync.exceptions import SyncAlreadyRunning
 from vapisync.models import ChangeAction, Direction, Resource, RunStatus, SyncChange, SyncRecord
-from vapisync.services.rollback import sync_run_rollback
-from vapisync.services.runs import assistants_delete_remote, conflict_resolve, sync_run_start
+from vapisync.services.runs import assistants_delete_remote, conflict_resolve
 
-from .conftest import make_assistant
+from .factories import linked_agent, make_assistant, remote_writes, run
 
 pytestmark = pytest.mark.django_db
-
-
-def run(client, direction=Direction.FULL, **kwargs):
-    kwargs.setdefault("trigger", "cli")
-    return sync_run_start(direction=direction, client=client, **kwargs)
-
-
-def remote_writes(emulator):
-    return sum(n for route, n in emulator.counts.items() if not route.startswith("GET"))
 
 
 # --- Import ------------------------------------------------------------------------------
@@ -182,18 +173,12 @@ def test_export_writes_run_in_parallel_batches_not_per_item_queries(emulator, va
 # --- Drift and conflicts -------------------------------------------------------------------
 
 
-def _linked_agent(emulator, vapi_client):
-    remote = make_assistant(emulator, "Support")
-    run(vapi_client, Direction.IMPORT)
-    return Agent.objects.get(), remote
-
-
 def _edit_remote(emulator, vapi_client, assistant_id, **fields):
     vapi_client.update_assistant(assistant_id, fields)
 
 
 def test_changes_on_different_fields_merge_without_conflict(emulator, vapi_client):
-    agent, remote = _linked_agent(emulator, vapi_client)
+    agent, remote = linked_agent(emulator, vapi_client)
     agent.first_message = "Local greeting"
     agent.save()
     _edit_remote(emulator, vapi_client, remote["id"], name="Renamed in Vapi")
@@ -212,7 +197,7 @@ def test_changes_on_different_fields_merge_without_conflict(emulator, vapi_clien
     [("vapi_wins", "Vapi greeting"), ("local_wins", "Local greeting"), ("newest_wins", "Vapi greeting")],
 )
 def test_conflict_policies(emulator, vapi_client, policy, expected):
-    agent, remote = _linked_agent(emulator, vapi_client)
+    agent, remote = linked_agent(emulator, vapi_client)
     agent.first_message = "Local greeting"
     agent.save()
     _edit_remote(emulator, vapi_client, remote["id"], firstMessage="Vapi greeting")  # later than the local edit
@@ -227,7 +212,7 @@ def test_conflict_policies(emulator, vapi_client, policy, expected):
 
 
 def test_newest_wins_takes_the_local_edit_when_it_is_newer(emulator, vapi_client):
-    agent, remote = _linked_agent(emulator, vapi_client)
+    agent, remote = linked_agent(emulator, vapi_client)
     _edit_remote(emulator, vapi_client, remote["id"], firstMessage="Vapi greeting")
     agent.first_message = "Local greeting"
     agent.save()  # updated_at is now later than Vapi's updatedAt
@@ -238,7 +223,7 @@ def test_newest_wins_takes_the_local_edit_when_it_is_newer(emulator, vapi_client
 
 
 def test_manual_policy_touches_neither_side_until_resolved(emulator, vapi_client):
-    agent, remote = _linked_agent(emulator, vapi_client)
+    agent, remote = linked_agent(emulator, vapi_client)
     agent.first_message = "Local greeting"
     agent.save()
     _edit_remote(emulator, vapi_client, remote["id"], firstMessage="Vapi greeting")
@@ -262,7 +247,7 @@ def test_manual_policy_touches_neither_side_until_resolved(emulator, vapi_client
 
 
 def test_both_sides_changed_to_the_same_value_is_in_sync(emulator, vapi_client):
-    agent, remote = _linked_agent(emulator, vapi_client)
+    agent, remote = linked_agent(emulator, vapi_client)
     agent.first_message = "Same"
     agent.save()
     _edit_remote(emulator, vapi_client, remote["id"], firstMessage="Same")
@@ -277,7 +262,7 @@ def test_both_sides_changed_to_the_same_value_is_in_sync(emulator, vapi_client):
 
 
 def test_deleted_in_vapi_is_marked_not_deleted_and_not_recreated(emulator, vapi_client):
-    agent, remote = _linked_agent(emulator, vapi_client)
+    agent, remote = linked_agent(emulator, vapi_client)
     vapi_client.delete_assistant(remote["id"])
 
     result = run(vapi_client, Direction.FULL)
@@ -291,7 +276,7 @@ def test_deleted_in_vapi_is_marked_not_deleted_and_not_recreated(emulator, vapi_
 
 
 def test_locally_deleted_agent_is_not_resurrected_and_remote_kept_by_default(emulator, vapi_client):
-    agent, remote = _linked_agent(emulator, vapi_client)
+    agent, remote = linked_agent(emulator, vapi_client)
     agent.delete()
 
     result = run(vapi_client, Direction.FULL)
@@ -303,7 +288,7 @@ def test_locally_deleted_agent_is_not_resurrected_and_remote_kept_by_default(emu
 
 
 def test_explicit_remote_delete_refuses_while_a_number_routes_to_it(emulator, vapi_client):
-    agent, remote = _linked_agent(emulator, vapi_client)
+    agent, remote = linked_agent(emulator, vapi_client)
     phone = emulator.add_phone_number(provider="vapi", number="+16826269224", assistantId=remote["id"])
     agent.delete()
 
@@ -321,7 +306,7 @@ def test_explicit_remote_delete_refuses_while_a_number_routes_to_it(emulator, va
 
 def test_delete_remote_setting_deletes_assistants_of_deleted_agents(emulator, vapi_client, settings):
     settings.VAPI_SYNC_DELETE_REMOTE = True
-    agent, remote = _linked_agent(emulator, vapi_client)
+    agent, remote = linked_agent(emulator, vapi_client)
     agent.delete()
     run(vapi_client, Direction.FULL)
     assert remote["id"] not in emulator.assistants
@@ -430,80 +415,6 @@ def test_delta_import_asks_only_for_recent_changes(emulator, vapi_client):
     assert any("updatedAtGt" in str(query) for _, _, query in emulator.requests)
 
 
-# --- Rollback --------------------------------------------------------------------------------
-
-
-def test_rollback_of_import_removes_what_it_created_and_keeps_it_from_coming_back(emulator, vapi_client):
-    make_assistant(emulator, "Imported")
-    imported = run(vapi_client, Direction.IMPORT)
-
-    rollback = sync_run_rollback(run_id=imported.pk, trigger="cli", client=vapi_client)
-
-    assert rollback.status == RunStatus.SUCCEEDED, rollback.errors
-    assert not Agent.objects.exists()
-    run(vapi_client, Direction.IMPORT)
-    assert not Agent.objects.exists()
-
-
-def test_rollback_of_export_restores_vapi_and_local(emulator, vapi_client):
-    agent, remote = _linked_agent(emulator, vapi_client)
-    agent.system_prompt = "A bad prompt"
-    agent.save()
-    exported = run(vapi_client, Direction.EXPORT)
-    assert emulator.assistants[remote["id"]]["model"]["messages"][0]["content"] == "A bad prompt"
-
-    rollback = sync_run_rollback(run_id=exported.pk, trigger="cli", client=vapi_client)
-
-    assert rollback.status == RunStatus.SUCCEEDED, rollback.errors
-    restored = emulator.assistants[remote["id"]]
-    assert restored["model"] == remote["model"]
-    agent.refresh_from_db()
-    assert agent.system_prompt == "You are helpful." and agent.sync_status == SyncStatus.SYNCED
-    emulator.reset_counters()
-    run(vapi_client, Direction.FULL)
-    assert remote_writes(emulator) == 0  # nothing pushes the undone edit again
-
-
-def test_rollback_of_export_create_deletes_the_assistant(emulator, vapi_client):
-    agent = Agent.objects.create(name="Oops")
-    exported = run(vapi_client, Direction.EXPORT)
-    rollback = sync_run_rollback(run_id=exported.pk, trigger="cli", client=vapi_client)
-    assert rollback.status == RunStatus.SUCCEEDED, rollback.errors
-    assert not emulator.assistants
-    agent.refresh_from_db()
-    assert agent.vapi_assistant_id is None and agent.sync_status == SyncStatus.LOCAL_ONLY
-
-
-def test_rollback_does_not_overwrite_newer_edits_and_says_so(emulator, vapi_client):
-    agent, remote = _linked_agent(emulator, vapi_client)
-    agent.first_message = "Pushed"
-    agent.save()
-    exported = run(vapi_client, Direction.FULL)
-    _edit_remote(emulator, vapi_client, remote["id"], firstMessage="Edited in Vapi afterwards")
-
-    rollback = sync_run_rollback(run_id=exported.pk, trigger="cli", client=vapi_client)
-
-    assert rollback.status == RunStatus.PARTIAL
-    assert "edited in Vapi since" in rollback.errors[0]["message"]
-    assert emulator.assistants[remote["id"]]["firstMessage"] == "Edited in Vapi afterwards"
-
-
-def test_rollback_of_full_sync_and_of_the_rollback(emulator, vapi_client):
-    make_assistant(emulator, "Remote")
-    Agent.objects.create(name="Local")
-    full = run(vapi_client, Direction.FULL)
-    assert Agent.objects.count() == 2 and len(emulator.assistants) == 2
-
-    undo = sync_run_rollback(run_id=full.pk, trigger="cli", client=vapi_client)
-    assert undo.status == RunStatus.SUCCEEDED, undo.errors
-    assert list(Agent.objects.values_list("name", flat=True)) == ["Local"]
-    assert len(emulator.assistants) == 1
-
-    redo = sync_run_rollback(run_id=undo.pk, trigger="cli", client=vapi_client)
-    assert redo.status == RunStatus.SUCCEEDED, redo.errors
-    assert Agent.objects.count() == 2 and len(emulator.assistants) == 2
-
-
 def test_phone_assignment_change_is_pushed(emulator, vapi_client):
     first = make_assistant(emulator, "First")
     second = make_assistant(emulator, "Second")
@@ -530,7 +441,7 @@ def test_local_number_not_in_vapi_is_reported_not_created(emulator, vapi_client)
 
 
 def test_explicit_push_recreates_an_assistant_deleted_in_vapi(emulator, vapi_client):
-    agent, remote = _linked_agent(emulator, vapi_client)
+    agent, remote = linked_agent(emulator, vapi_client)
     vapi_client.delete_assistant(remote["id"])
     run(vapi_client, Direction.FULL)
     agent.refresh_from_db()

@@ -6,12 +6,13 @@ import json
 import pytest
 from django.core.cache import cache
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapisync.models import Direction, Trigger, WebhookEvent
 from vapisync.services.runs import sync_run_start
 
-from .conftest import make_assistant
+from .factories import make_assistant
 
 pytestmark = pytest.mark.django_db
 

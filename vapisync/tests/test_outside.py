@@ -9,15 +9,15 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapisync.actor import acting_as
 from vapisync.models import SyncRun, Trigger
 
-from .conftest import make_assistant
+from .factories import make_assistant
 
 pytestmark = pytest.mark.django_db
 
@@ -39,12 +39,6 @@ def make_user(username, *perms, is_staff=False):
     return user
 
 
-def bearer(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.get_or_create(user=user)[0].key}")
-    return client
-
-
 def vapi_sync(*args):
     out, err = io.StringIO(), io.StringIO()
     try:
@@ -57,11 +51,11 @@ def vapi_sync(*args):
 # --- One permission rule ------------------------------------------------------------------------
 
 
-def test_staff_without_run_sync_may_start_nothing_in_the_api_the_admin_or_the_cli(emulator, client):
+def test_staff_without_run_sync_may_start_nothing_in_the_api_the_admin_or_the_cli(emulator, client, bearer_client):
     remote = make_assistant(emulator, "Orphan")
     ops = make_user("ops", "view_syncrun", is_staff=True)
 
-    api = bearer(ops)
+    api = bearer_client(ops)
     assert api.get(SYNC + "status?remote=false").status_code == 200  # reading is allowed
     assert api.post(SYNC + "full", {"dry_run": True}, format="json").status_code == 403
     assert api.post(SYNC + "assistants/delete-in-vapi", {"vapi_ids": [remote["id"]]}, format="json").status_code == 403
@@ -79,11 +73,11 @@ def test_staff_without_run_sync_may_start_nothing_in_the_api_the_admin_or_the_cl
     assert not SyncRun.objects.exists() and remote["id"] in emulator.assistants
 
 
-def test_run_sync_without_staff_starts_syncs_in_the_api_and_the_cli(emulator):
+def test_run_sync_without_staff_starts_syncs_in_the_api_and_the_cli(emulator, bearer_client):
     make_assistant(emulator, "Support")
     runner = make_user("runner", "run_sync")
 
-    response = bearer(runner).post(SYNC + "full", {"dry_run": True}, format="json")
+    response = bearer_client(runner).post(SYNC + "full", {"dry_run": True}, format="json")
     assert response.status_code == 200 and response.json()["user"] == "runner"
 
     out, err, code = vapi_sync("import", "--resource", "agents", "--user", "runner", "--json")
@@ -185,9 +179,9 @@ def test_sync_endpoint_errors_keep_the_same_shape(staff_api):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_api_save_records_its_user_on_the_automatic_push(emulator):
+def test_an_api_save_records_its_user_on_the_automatic_push(emulator, bearer_client):
     alice = make_user("alice", "add_agent", "change_agent")
-    api = bearer(alice)
+    api = bearer_client(alice)
 
     created = api.post("/api/agents/", {"name": "Reception", "system_prompt": "Be brief."}, format="json")
     assert created.status_code == 201
@@ -250,7 +244,7 @@ def test_the_cli_refuses_an_os_user_without_run_sync(emulator, monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_push_made_by_a_worker_records_the_user_who_saved(emulator, settings):
+def test_a_push_made_by_a_worker_records_the_user_who_saved(emulator, settings, bearer_client):
     """With a broker the push runs in a Celery worker: the saving user travels in the task's headers."""
     from celery.contrib.testing.worker import start_worker
 
@@ -264,7 +258,7 @@ def test_a_push_made_by_a_worker_records_the_user_who_saved(emulator, settings):
     _forget_connections(app)  # pools and queues made earlier in this process follow the previous settings
     try:
         with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-            response = bearer(alice).post("/api/agents/", {"name": "Queued"}, format="json")
+            response = bearer_client(alice).post("/api/agents/", {"name": "Queued"}, format="json")
             assert response.status_code == 201
             run = _wait_for_run()
     finally:

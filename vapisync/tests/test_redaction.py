@@ -7,11 +7,12 @@ import pytest
 import responses
 from rest_framework.test import APIClient
 
-from agents.models import Agent, SyncStatus
-from vapisync.emulator import VapiEmulator
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
+from vapi_emulator import VapiEmulator
 from vapisync.models import SyncChange, SyncRun
 
-from .conftest import BASE_URL
+from .factories import BASE_URL
 
 pytestmark = pytest.mark.django_db
 

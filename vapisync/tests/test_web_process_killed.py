@@ -23,7 +23,7 @@ from django.test import Client
 from agents.models import Agent
 from vapisync import mapping
 from vapisync.client import VapiClient
-from vapisync.emulator import VapiEmulator, make_server
+from vapi_emulator import VapiEmulator, make_server
 from vapisync.models import Direction, RunStatus, SyncRun
 from vapisync.services.runs import sync_run_start
 

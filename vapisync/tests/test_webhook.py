@@ -16,7 +16,7 @@ from vapisync.services import automatic
 from vapisync.services.runs import sync_run_start
 from vapisync.tasks import pending_reconcile_task
 
-from .conftest import make_assistant
+from .factories import make_assistant
 
 pytestmark = pytest.mark.django_db
 

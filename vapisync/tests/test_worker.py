@@ -20,10 +20,11 @@ from django.db import connection
 from kombu import pools as kombu_pools
 from django.db.models import Count
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
+from globalvoice.tracking import SyncStatus
 from globalvoice.celery import app as celery_app
 from vapisync import mapping
-from vapisync.emulator import VapiEmulator, make_server
+from vapi_emulator import VapiEmulator, make_server
 from vapisync.models import SyncRun, Trigger
 from vapisync.tasks import pending_reconcile_task
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from vapisync.emulator import VapiEmulator, make_server
+from vapi_emulator import VapiEmulator, make_server
 
 BUILT_IN_KEY = "emulator-key"
 

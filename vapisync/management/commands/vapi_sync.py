@@ -49,15 +49,16 @@ from rest_framework.utils.encoders import JSONEncoder
 from vapisync import selectors
 from vapisync.conf import vapi_settings
 from vapisync.exceptions import NothingToResolve, RollbackNotPossible, SyncAlreadyRunning, VapiNotConfigured, VapiSyncError
-from vapisync.models import Direction, Resource, RunStatus, Trigger
+from vapisync.models import Direction, RunStatus, Trigger
+from vapisync.resources import REGISTRY, RESOURCE_ORDER, resource_spec
 
 USAGE, FAILED = 2, 1
+# The registry's public names, spelled for a command line ("phone-numbers"), and for its output.
 RESOURCE_CHOICES = {
-    "agents": [Resource.ASSISTANTS.value],
-    "phone-numbers": [Resource.PHONE_NUMBERS.value],
-    "all": [Resource.ASSISTANTS.value, Resource.PHONE_NUMBERS.value],
+    **{spec.public_name.replace("_", "-"): [str(spec.resource)] for spec in REGISTRY.values()},
+    "all": [str(resource) for resource in RESOURCE_ORDER],
 }
-RESOURCE_LABEL = {Resource.ASSISTANTS.value: "agents", Resource.PHONE_NUMBERS.value: "phone numbers"}
+RESOURCE_LABEL = {str(spec.resource): spec.public_name.replace("_", " ") for spec in REGISTRY.values()}
 COUNT_KEYS = ("created", "updated", "unchanged", "deleted", "conflicts", "failed", "skipped")
 SHOW_CHANGES = 500
 
@@ -128,7 +129,8 @@ class Command(BaseCommand):
             "run_id", type=_positive_int, metavar="RUN_ID")
         action("conflicts", "Records changed on both sides, waiting for resolve.")
         sub = user_option(action("resolve", "Settle one conflict by keeping Vapi's or the local version."))
-        sub.add_argument("resource", choices=["agents", "phone-numbers"], metavar="RESOURCE", help="agents or phone-numbers")
+        sub.add_argument("resource", choices=[name for name in RESOURCE_CHOICES if name != "all"], metavar="RESOURCE",
+                         help="agents or phone-numbers")
         sub.add_argument("record_id", type=_positive_int, metavar="ID", help="The local id.")
         sub.add_argument("--keep", choices=["vapi", "local"], required=True)
         sub = user_option(action("delete-in-vapi", "Delete in Vapi the assistants of agents deleted here."))
@@ -322,14 +324,12 @@ class Command(BaseCommand):
             self.stdout.write("Resolve with: manage.py vapi_sync resolve agents|phone-numbers ID --keep vapi|local")
 
     def do_resolve(self, *, resource, record_id, keep, user=None, **options):
-        from agents.models import Agent, SyncStatus
-        from phonenumbers_app.models import PhoneNumber
+        from globalvoice.tracking import SyncStatus
         from vapisync.services.runs import conflict_resolve
 
         acting = self._acting_user(user)
         engine_resource = RESOURCE_CHOICES[resource][0]
-        model = Agent if engine_resource == Resource.ASSISTANTS else PhoneNumber
-        record = model.objects.filter(pk=record_id).first()
+        record = resource_spec(engine_resource).model.objects.filter(pk=record_id).first()
         if record is None:
             raise self._usage(f"There is no {resource[:-1]} with id {record_id}.")
         if record.sync_status != SyncStatus.CONFLICT:
@@ -353,19 +353,18 @@ class Command(BaseCommand):
     # --- output ---------------------------------------------------------------------------------
 
     def _parse_ids(self, raw: str, resource: str) -> tuple[list[int], list[str]]:
-        from agents.models import Agent
-        from phonenumbers_app.models import PhoneNumber
+        from vapisync.exceptions import UnknownLocalIds
+        from vapisync.services.selection import local_ids_check
 
         items = [part.strip() for part in raw.split(",")]
         if not all(items):
             raise self._usage(f"--ids {raw!r}: empty id (use commas between ids, nothing else).")
         digits = [item for item in items if item.isascii() and item.isdigit()]
         local = [int(item) for item in digits]
-        model = Agent if resource == Resource.ASSISTANTS else PhoneNumber
-        known = set(model.objects.filter(pk__in=[i for i in local if i <= 2**63 - 1]).values_list("pk", flat=True))
-        missing = sorted(set(local) - known)
-        if missing:
-            raise self._usage(f"--ids: no {RESOURCE_LABEL[resource][:-1]} with id {', '.join(map(str, missing))} here.")
+        try:
+            local_ids_check(resource, local)
+        except UnknownLocalIds as exc:
+            raise self._usage(f"--ids: {exc}") from exc
         return local, [item for item in items if item not in digits]
 
     def _emit(self, data) -> None:
@@ -453,8 +452,9 @@ class Command(BaseCommand):
         if data["vapi_error"]:
             self.stdout.write(self.style.ERROR(f"Vapi could not be read: {data['vapi_error']}"))
         self.stdout.write(f"  {'':<14} {'database':>8} {'vapi':>6} {'pending':>8} {'conflicts':>9} {'deleted in Vapi':>15}  in sync")
-        for key, label in (("agents", "agents"), ("phone_numbers", "phone numbers")):
-            entry = data[key]
+        for resource in RESOURCE_ORDER:
+            label = RESOURCE_LABEL[resource]
+            entry = data[resource_spec(resource).public_name]
             vapi = "-" if entry["vapi"] is None else entry["vapi"]
             self.stdout.write(
                 f"  {label:<14} {entry['database']:>8} {vapi:>6} {entry['pending']:>8} {entry['conflicts']:>9} "

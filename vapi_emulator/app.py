@@ -2,7 +2,7 @@
 
 Routes: GET/POST /assistant, GET/PATCH/DELETE /assistant/{id}, GET/POST /phone-number,
 GET/PATCH/DELETE /phone-number/{id}, GET /v2/phone-number. Behaviour follows Vapi's OpenAPI
-(the trimmed subset in `vapisync.openapi`, refreshed with the official SDK's types) and what users
+(the trimmed subset in `vapi_emulator.openapi`, refreshed with the official SDK's types) and what users
 report (shared/VAPI-NOTES.md section 3). Resources it does not model (`/credential`, `/tool`,
 `/squad`) answer an empty list, and 404 in Vapi's error shape by id, so third-party Vapi clients
 that look at them on start-up can run against it.
@@ -55,7 +55,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
-from vapisync.openapi import request_errors, schema_errors
+from .openapi import request_errors, schema_errors
 
 from .faults import ScriptedFault, TokenBucket
 from .nest import JSON_HEADERS, error_body, internal_error_body, validation_messages

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from vapisync import openapi
-from vapisync.emulator import VapiEmulator
-from vapisync.emulator.demo import DEMO_ASSISTANTS
-from vapisync.openapi import SchemaValidationError, UndocumentedResponse
+from vapi_emulator import VapiEmulator, openapi
+from vapi_emulator.demo import DEMO_ASSISTANTS
+from vapi_emulator.openapi import SchemaValidationError, UndocumentedResponse
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 import vapi  # vapi-server-sdk, from requirements-dev.txt: a missing install fails here, never skips
 from vapi.core.api_error import ApiError
 
-from vapisync.emulator import VapiEmulator, make_server
+from vapi_emulator import VapiEmulator, make_server
 
 # The SDK itself still reads pydantic v1 attributes; that is its business, not this suite's.
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning:vapi.*")]

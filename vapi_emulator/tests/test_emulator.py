@@ -13,9 +13,8 @@ import requests
 import responses
 from django.core.management import call_command
 
-from vapisync import openapi
-from vapisync.emulator import DEFAULT_ORG_ID, VapiEmulator, make_server
-from vapisync.emulator.demo import DEMO_ASSISTANTS, demo_id
+from vapi_emulator import DEFAULT_ORG_ID, VapiEmulator, make_server, openapi
+from vapi_emulator.demo import DEMO_ASSISTANTS, demo_id
 from vapisync.management.commands.vapi_emulator import Command as EmulatorCommand
 
 KEY = "test-vapi-key"

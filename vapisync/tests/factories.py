@@ -1,0 +1,51 @@
+"""Test data, constants and small steps the sync tests share (fixtures live in conftest.py; this is a
+plain module, so test files import it instead of each other)."""
+
+from agents.models import Agent
+from vapisync.models import Direction
+from vapisync.services.runs import sync_run_start
+
+BASE_URL = "http://vapi.test"
+API_KEY = "test-vapi-key"
+
+
+def make_assistant(emulator, name="Support", prompt="You are helpful.", **extra):
+    doc = {
+        "name": name,
+        "firstMessage": f"Hi, this is {name}.",
+        "model": {
+            "provider": "openai",
+            "model": "gpt-4o",
+            "temperature": 0.3,
+            "maxTokens": 250,
+            "messages": [
+                {"role": "system", "content": prompt},
+                {"role": "assistant", "content": "Example reply kept as is."},
+            ],
+            "tools": [{"type": "endCall"}],
+        },
+        "voice": {"provider": "vapi", "voiceId": "Elliot"},
+        "transcriber": {"provider": "deepgram", "model": "nova-2", "language": "en"},
+        "analysisPlan": {"summaryPlan": {"enabled": True}},
+        "metadata": {"team": "support"},
+    }
+    doc.update(extra)
+    return emulator.add_assistant(**doc)
+
+
+def run(client, direction=Direction.FULL, **kwargs):
+    """One run in this thread with `client` (the emulator's), as the command starts it."""
+    kwargs.setdefault("trigger", "cli")
+    return sync_run_start(direction=direction, client=client, **kwargs)
+
+
+def remote_writes(emulator):
+    """Requests that wrote to Vapi (anything but a GET)."""
+    return sum(n for route, n in emulator.counts.items() if not route.startswith("GET"))
+
+
+def linked_agent(emulator, vapi_client):
+    """An agent imported from a Vapi assistant, so both sides and the baseline agree; (agent, assistant)."""
+    remote = make_assistant(emulator, "Support")
+    run(vapi_client, Direction.IMPORT)
+    return Agent.objects.get(), remote
