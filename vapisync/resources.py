@@ -5,7 +5,7 @@ registry instead of keeping their own tables. A mapper translates one resource b
 model and its Vapi document; it is a plain object anyone can call, no engine needed (the pure
 translation itself is `vapisync.mapping`).
 
-Adding a resource (say Vapi tools): a model with the sync columns (`syncstate.SyncTrackedModel`),
+Adding a resource (say Vapi tools): a model with the sync columns (`globalvoice.tracking.SyncTrackedModel`),
 a mapper here, a `ResourceSync` subclass in `vapisync.services.resource_syncs` saying how it is
 listed and written in Vapi, and its entry in `REGISTRY`. See docs/architecture.md.
 """

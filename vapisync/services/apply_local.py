@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.db import DatabaseError, transaction
 
-from agents.models import SyncStatus
+from globalvoice.tracking import SyncStatus
 from vapisync import mapping
 from vapisync.context import sync_writes
 from vapisync.drift import baseline_after

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from django.db import transaction
 
-from agents.models import SyncStatus
+from globalvoice.tracking import SyncStatus
 from vapisync import mapping
 from vapisync.context import sync_writes
 from vapisync.exceptions import VapiError

@@ -25,7 +25,7 @@ from vapisync.client import (
     parse_retry_after,
     strip_server_fields,
 )
-from vapisync.emulator.faults import TokenBucket
+from vapi_emulator.faults import TokenBucket
 from vapisync.exceptions import (
     VapiAuthError,
     VapiConflict,

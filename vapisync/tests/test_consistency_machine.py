@@ -115,8 +115,8 @@ class SyncWorld(RuleBasedStateMachine):
         self.emulator.edit_assistant(assistant_id, **{EDITABLE[field]: self._name(word)})
         marker = (self.emulator.assistants[assistant_id].get("metadata") or {}).get(mapping.MARKER_KEY)
         agent = Agent.objects.filter(vapi_assistant_id=assistant_id).first()
-        for uuid in {marker, str(agent.uuid) if agent else None} - {None}:
-            self.person_edits.pop((uuid, field), None)  # whichever side wins now is a legitimate outcome
+        for marker_key in {marker, str(agent.uuid) if agent else None} - {None}:
+            self.person_edits.pop((marker_key, field), None)  # whichever side wins now is a legitimate outcome
 
     def _dashboard_delete(self, index):
         ids = sorted(self.emulator.assistants)
@@ -250,15 +250,15 @@ class SyncWorld(RuleBasedStateMachine):
                 assert remote is not None, f"{agent.name} says in sync but has no assistant in Vapi"
                 assert mapping.agent_fields(agent) == mapping.assistant_fields(remote), (
                     f"{agent.name} says in sync but differs from Vapi")
-            for (uuid, field), value in self.person_edits.items():
-                if uuid != str(agent.uuid) or getattr(agent, field) == value and (
+            for (agent_uuid, field), value in self.person_edits.items():
+                if agent_uuid != str(agent.uuid) or getattr(agent, field) == value and (
                         remote is None or mapping.assistant_fields(remote)[field] == value):
                     continue
                 reported = agent.sync_status in (SyncStatus.CONFLICT, SyncStatus.DELETED_REMOTELY, SyncStatus.ERROR,
                                                  SyncStatus.PENDING, SyncStatus.LOCAL_ONLY)
                 reported = reported or SyncChange.objects.filter(
                     action__in=[ChangeAction.CONFLICT, ChangeAction.ERROR], local_id=agent.pk,
-                    run_id__gt=self.edit_runs.get((uuid, field), 0)).exists()
+                    run_id__gt=self.edit_runs.get((agent_uuid, field), 0)).exists()
                 assert reported, f"{agent.name}: the edit {field}={value!r} was lost without a report"
 
     @invariant()

@@ -1,6 +1,7 @@
 """The sync engine against the Vapi emulator: state on both sides and requests made."""
 
 import copy
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -200,6 +201,8 @@ def test_conflict_policies(emulator, vapi_client, policy, expected):
     agent, remote = linked_agent(emulator, vapi_client)
     agent.first_message = "Local greeting"
     agent.save()
+    # The local edit a second earlier, so Vapi's (millisecond) timestamp is later whatever the clock.
+    Agent.objects.filter(pk=agent.pk).update(updated_at=agent.updated_at - timedelta(seconds=1))
     _edit_remote(emulator, vapi_client, remote["id"], firstMessage="Vapi greeting")  # later than the local edit
 
     result = run(vapi_client, Direction.FULL, policy=policy)
