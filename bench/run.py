@@ -116,7 +116,8 @@ def run_benchmarks(args) -> list[dict]:
 
     from agents.models import Agent
     from vapisync.models import Direction
-    from vapisync.services.runs import sync_client, sync_run_start
+    from vapisync.services.clients import sync_client
+    from vapisync.services.runs import sync_run_start
 
     client = sync_client()
     rows = []

@@ -480,7 +480,7 @@ def sync_page_view(model_admin, request, extra_context=None):
         selected = sync_run_get(run_id=int(request.GET["run"]))
     selected = selected or SyncRun.objects.exclude(status__in=ACTIVE_STATUSES).first()
     active = SyncRun.objects.filter(status__in=ACTIVE_STATUSES).order_by("-id").first()
-    from vapisync.services.runs import broker_configured
+    from vapisync.services.dispatch import broker_configured
 
     can_run = has_run_sync_permission(request)
     enabled = conf.configured and can_run
@@ -564,7 +564,7 @@ def conflict_resolve_view(model_admin, request):
     resource, keep, local_id = request.POST.get("resource"), request.POST.get("keep"), request.POST.get("local_id", "")
     if resource not in Resource.values or keep not in ("vapi", "local") or not local_id.isdigit():
         return HttpResponseBadRequest("Expected resource, local_id and keep=vapi|local.")
-    from vapisync.services.runs import conflict_resolve
+    from vapisync.services.conflicts import conflict_resolve
 
     model = RESOURCE_MODELS[Resource(resource)]
     label = str(model.objects.filter(pk=int(local_id)).first() or f"#{local_id}")
@@ -593,10 +593,10 @@ def delete_in_vapi_view(model_admin, request):
         messages.warning(request, "Nothing to delete: choose assistants whose agents were deleted here.")
         return HttpResponseRedirect(f"{page_url()}#deleted-here")
     if request.method == "POST" and request.POST.get("post") == "yes":
-        from vapisync.services.runs import assistants_delete_remote
+        from vapisync.services.deletions import assistants_delete_request
 
         try:
-            run = assistants_delete_remote(vapi_ids=[r.vapi_id for r in records], trigger="admin", user=request.user)
+            run = assistants_delete_request(vapi_ids=[r.vapi_id for r in records], trigger="admin", user=request.user)
         except VapiSyncError as exc:
             report_error(request, exc)
         else:

@@ -120,7 +120,7 @@ def sync_health_get() -> dict:
         cached = cache.get("vapisync:health:reachable")
         if cached is None:
             try:
-                from vapisync.services.runs import sync_client
+                from vapisync.services.clients import sync_client
 
                 sync_client(interactive=True).ping()
                 cached = {"reachable": True, "error": None}

@@ -17,14 +17,15 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.models import Agent, SyncStatus
+from agents.models import Agent
 from phonenumbers_app.models import PhoneNumber
 from vapisync import selectors
 from vapisync.conf import vapi_settings
-from vapisync.exceptions import NothingToResolve
 from vapisync.models import ChangeAction, Direction, Resource, RunStatus, SyncChange, Trigger
 from vapisync.services.rollback import sync_run_rollback
-from vapisync.services.runs import assistants_delete_remote, conflict_resolve, runs_reap_interrupted, sync_run_submit
+from vapisync.services.conflicts import conflict_resolve
+from vapisync.services.deletions import assistants_delete_request
+from vapisync.services.runs import runs_reap_interrupted, sync_run_submit
 from vapisync.services.status import status_snapshot_refresh
 
 from .permissions import CanRunSync, CanViewSync
@@ -430,8 +431,6 @@ class ConflictResolveView(SyncTriggerView):
         record = _MODELS[resource].objects.filter(pk=body["id"]).first()
         if record is None:
             raise NotFound(f"There is no {body['resource'].replace('_', ' ')[:-1]} with id {body['id']}.")
-        if record.sync_status != SyncStatus.CONFLICT:
-            raise NothingToResolve(f"{record} is not in conflict (its sync status is {record.get_sync_status_display()!r}).")
         run = conflict_resolve(resource=resource, local_id=record.pk, keep=body["keep"], trigger=Trigger.API, user=request.user)
         return run_response(run, request)
 
@@ -447,5 +446,5 @@ class AssistantsDeleteInVapiView(SyncTriggerView):
     )
     def post(self, request):
         body = self.validated(DeleteInVapiSerializer, request)
-        run = assistants_delete_remote(vapi_ids=body["vapi_ids"], trigger=Trigger.API, user=request.user)
+        run = assistants_delete_request(vapi_ids=body["vapi_ids"], trigger=Trigger.API, user=request.user)
         return run_response(run, request)

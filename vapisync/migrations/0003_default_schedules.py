@@ -7,13 +7,13 @@ from django.db import migrations
 
 
 def install(apps, schema_editor):
-    from vapisync.services.automatic import periodic_tasks_setup
+    from vapisync.services.schedules import periodic_tasks_setup
 
     periodic_tasks_setup(apps=apps)
 
 
 def uninstall(apps, schema_editor):
-    from vapisync.services.automatic import DEFAULT_SCHEDULES
+    from vapisync.services.schedules import DEFAULT_SCHEDULES
 
     apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name__in=list(DEFAULT_SCHEDULES)).delete()
 

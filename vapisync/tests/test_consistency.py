@@ -18,7 +18,8 @@ from vapisync.services.plan import RunOptions
 from vapisync.services.resource_syncs import AssistantSync
 from vapisync.services.locks import Lease, LeaseLost, lock_take
 from vapisync.services.rollback import sync_run_rollback
-from vapisync.services.runs import assistants_delete_remote, sync_run_start
+from vapisync.services.deletions import assistants_delete_request
+from vapisync.services.runs import sync_run_start
 from vapisync.services.seams import seam_inject
 
 from .conftest import make_assistant
@@ -290,7 +291,7 @@ def test_4_dashboard_edit_of_the_same_field_during_export_is_a_conflict(emulator
 def test_5a_delete_in_vapi_is_rolled_back_once_and_the_agent_never_comes_back(emulator, vapi_client):
     doc = imported_agents(emulator, vapi_client, 1)[0]
     Agent.objects.get().delete()
-    deleted = assistants_delete_remote(vapi_ids=[doc["id"]], trigger="cli", client=vapi_client)
+    deleted = assistants_delete_request(vapi_ids=[doc["id"]], trigger="cli", client=vapi_client)
     assert not emulator.assistants
 
     undo = sync_run_rollback(run_id=deleted.pk, trigger="cli", client=vapi_client)

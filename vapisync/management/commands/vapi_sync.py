@@ -322,9 +322,9 @@ class Command(BaseCommand):
             self.stdout.write("Resolve with: manage.py vapi_sync resolve agents|phone-numbers ID --keep vapi|local")
 
     def do_resolve(self, *, resource, record_id, keep, user=None, **options):
-        from agents.models import Agent, SyncStatus
+        from agents.models import Agent
         from phonenumbers_app.models import PhoneNumber
-        from vapisync.services.runs import conflict_resolve
+        from vapisync.services.conflicts import conflict_resolve
 
         acting = self._acting_user(user)
         engine_resource = RESOURCE_CHOICES[resource][0]
@@ -332,14 +332,11 @@ class Command(BaseCommand):
         record = model.objects.filter(pk=record_id).first()
         if record is None:
             raise self._usage(f"There is no {resource[:-1]} with id {record_id}.")
-        if record.sync_status != SyncStatus.CONFLICT:
-            raise NothingToResolve(f"{record} is not in conflict (its sync status is {record.get_sync_status_display()!r}).")
-        self._require_vapi()
         self._report_run(conflict_resolve(resource=engine_resource, local_id=record.pk, keep=keep, trigger=Trigger.CLI,
                                           user=acting))
 
     def do_delete_in_vapi(self, *, vapi_ids, interactive=True, user=None, **options):
-        from vapisync.services.runs import assistants_delete_remote
+        from vapisync.services.deletions import assistants_delete_request
 
         acting = self._acting_user(user)
         self._require_vapi()
@@ -348,7 +345,7 @@ class Command(BaseCommand):
                            "(a rollback re-creates them with new ids). Type 'yes' to continue: ")
             if answer.strip().lower() != "yes":
                 raise CommandError("Cancelled.", returncode=FAILED)
-        self._report_run(assistants_delete_remote(vapi_ids=vapi_ids, trigger=Trigger.CLI, user=acting))
+        self._report_run(assistants_delete_request(vapi_ids=vapi_ids, trigger=Trigger.CLI, user=acting))
 
     # --- output ---------------------------------------------------------------------------------
 
