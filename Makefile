@@ -1,6 +1,7 @@
 # GlobalVoice Vapi Sync — everyday commands.
 #   make demo   install into .venv, migrate, create the demo admin, start the Vapi emulator and the app
 #   make test   install into .venv (and Chromium, where it can) and run the test suite
+#   make lint   ruff and the import contracts (pyproject.toml)
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 
@@ -14,11 +15,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 EMULATOR_PORT ?= 8765
 
-.PHONY: help install demo run test test-fast e2e bench figures browser soak clean
+.PHONY: help install demo run test test-fast lint e2e bench figures browser soak clean
 
 help:
 	@echo "make demo    - set up and run the app (with the Vapi emulator unless .env sets VAPI_API_KEY)"
 	@echo "make test    - set up and run the tests (browser tests too when Chromium is there or can be installed)"
+	@echo "make lint    - ruff (pyflakes, isort, bugbear, complexity) and the import contracts, as CI runs them"
 	@echo "make browser - install Debian's Chromium for the browser tests (needs apt-get and root or sudo)"
 	@echo "make e2e     - production-stack suites (gunicorn, PostgreSQL, Redis, Celery)"
 	@echo "make soak    - the consistency state machine with 2,000 examples (CONSISTENCY_EXAMPLES=N for more)"
@@ -41,6 +43,10 @@ demo: $(STAMP)
 # the other tests (under CI=true that is a failure).
 test: $(STAMP)
 	TEST_PYTHON=$(BIN)/python bash scripts/run-tests.sh $(PYTEST_ARGS)
+
+# Both run even if the first fails; the target fails if either did.
+lint: $(STAMP)
+	@rc=0; $(BIN)/ruff check . || rc=1; $(BIN)/lint-imports || rc=1; exit $$rc
 
 browser: $(STAMP)
 	bash scripts/install-browser.sh

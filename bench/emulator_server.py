@@ -22,7 +22,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vapi_emulator import VapiEmulator  # noqa: E402
+from vapi_emulator import VapiEmulator
 
 FAULTS = ("error_rate", "latency_ms", "rate_limit", "down", "fail_writes")
 SCRIPTED = ("fail_next", "fail_after_apply_next")

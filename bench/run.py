@@ -261,7 +261,7 @@ def child(step: str, params: dict) -> None:
         call_command("migrate", verbosity=0)
         print("RESULT {}")
         return
-    from vapisync.services.runs import sync_client
+    from vapisync.services.clients import sync_client
 
     client = sync_client()
     baseline_mb = rss_mb()

@@ -90,12 +90,13 @@ FIELDS = ("name", "system_prompt", "first_message", "model_provider", "model", "
 
 def local_agents(s: Stack) -> list[dict]:
     rows = s.sql(f"select {', '.join(AGENT_COLUMNS)} from agents_agent order by id")
-    return [dict(zip(AGENT_COLUMNS, (str(v) if c == "uuid" else v for c, v in zip(AGENT_COLUMNS, row)))) for row in rows]
+    return [dict(zip(AGENT_COLUMNS, (str(v) if c == "uuid" else v for c, v in zip(AGENT_COLUMNS, row, strict=True)), strict=True))
+            for row in rows]
 
 
 def local_phones(s: Stack) -> list[dict]:
     cols = ("id", "number", "name", "agent_id", "vapi_phone_id", "vapi_assistant_id", "sync_status")
-    return [dict(zip(cols, row)) for row in s.sql(f"select {', '.join(cols)} from phonenumbers_app_phonenumber order by id")]
+    return [dict(zip(cols, row, strict=True)) for row in s.sql(f"select {', '.join(cols)} from phonenumbers_app_phonenumber order by id")]
 
 
 def remote_fields(doc: dict) -> dict:

@@ -62,7 +62,7 @@ def wait_until(predicate, *, timeout: float, interval: float = 0.2, what: str = 
             value = predicate()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+        except Exception as exc:
             last_exc = exc
         time.sleep(interval)
     raise StackError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else ""))
@@ -390,7 +390,7 @@ print("E2E-USERS " + json.dumps(out))
                 print(f"e2e: could not drop database {self.db_name}: {exc}", file=sys.stderr)
         try:
             redis_command("flushdb")
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
     def remove_workdir(self) -> None:

@@ -66,7 +66,7 @@ def test_full_sync_under_5xx_latency_and_rate_limit(fresh):
                                                                "system_prompt": f"New prompt {agent['id']}"})
         assert resp.status_code == 200, resp.text[:500]
     phones = s.sql("select id from phonenumbers_app_phonenumber order by id limit 50")
-    for (phone_id,), agent in zip(phones, agents[-50:]):
+    for (phone_id,), agent in zip(phones, agents[-50:], strict=False):
         resp = api.patch(f"/api/phone-numbers/{phone_id}/", json={"agent": agent["id"]})
         assert resp.status_code == 200, resp.text[:500]
     s.emu_faults(script=[{"fault": "fail_after_apply_next", "n": 10, "status": 502, "route": "POST /assistant"}])
@@ -248,7 +248,7 @@ def test_two_full_syncs_requested_at_once(fresh):
                    timeout=60, what="no run in progress")
         barrier = threading.Barrier(2)
 
-        def request(i, role):
+        def request(i, role, barrier=barrier):
             api = s.session(role)
             barrier.wait(timeout=30)
             answers[i] = api.post("/api/vapi-sync/full", json={})

@@ -13,7 +13,7 @@ os.environ["VAPI_BASE_URL"] = "http://vapi.test"
 os.environ["VAPI_WEBHOOK_SECRET"] = "test-webhook-secret"
 os.environ.setdefault("CELERY_BROKER_URL", "")
 
-from .settings import *  # noqa: E402,F401,F403
+from .settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 VAPI_RATE_LIMIT = 0.0  # no client-side pacing against the in-process emulator

@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         emulator_port = None
         if use_emulator:
             if env.get("DATABASE_URL"):
-                log(f"note: DATABASE_URL is set, so that database is kept while the emulator starts from its demo "
+                log("note: DATABASE_URL is set, so that database is kept while the emulator starts from its demo "
                     "data; a sync may then plan to change what an earlier demo created.")
             else:
                 database = env_file.parent / DEMO_DATABASE_NAME

@@ -180,9 +180,9 @@ class SdkOverlay:
             if len(branches) == 1:
                 return self.schema_for(branches[0])
             return {"oneOf": [self.schema_for(a) for a in branches]}
-        if origin in (list, typing.List, set, tuple):  # noqa: UP006 - what Fern writes
+        if origin in (list, typing.List, set, tuple):
             return {"type": "array", "items": self.schema_for(args[0]) if args else {}}
-        if origin in (dict, typing.Dict):  # noqa: UP006
+        if origin in (dict, typing.Dict):
             return {"type": "object"}
         if annotation is str:
             return {"type": "string"}

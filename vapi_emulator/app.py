@@ -55,10 +55,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
-from .openapi import request_errors, schema_errors
-
 from .faults import ScriptedFault, TokenBucket
 from .nest import JSON_HEADERS, error_body, internal_error_body, validation_messages
+from .openapi import request_errors, schema_errors
 from .store import (
     Collection,
     TimeFilter,

@@ -1,6 +1,6 @@
 """Who caused what runs now, so a sync run started indirectly still records its user.
 
-A person's save pushes the record to Vapi after the transaction commits (vapisync.services.automatic):
+A person's save pushes the record to Vapi after the transaction commits (vapisync.services.outbox):
 in the same request when no broker is configured, or later in a Celery worker. `ActorMiddleware`
 remembers the request for its duration; `current_user()` reads the request's user when a run is
 created (by then DRF has authenticated a Bearer token too). Tasks published meanwhile carry the
@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from celery.signals import before_task_publish, task_postrun, task_prerun
+from django.contrib.auth import get_user_model
 
 HEADER = "vapisync_actor_id"
 
@@ -28,8 +29,6 @@ def current_user():
     if value is None:
         return None
     if isinstance(value, int):
-        from django.contrib.auth import get_user_model
-
         return get_user_model().objects.filter(pk=value, is_active=True).first()
     user = getattr(value, "user", value)  # a request, or a user
     return user if getattr(user, "is_authenticated", False) else None

@@ -14,9 +14,8 @@ message_user; VapiSyncError never becomes a 500. Syncs start only from CSRF-prot
 
 from __future__ import annotations
 
-from functools import update_wrapper
-
 import json
+from functools import update_wrapper
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -400,7 +399,7 @@ class WebhookEventAdmin(RunSyncPermissionMixin, admin.ModelAdmin):
     @admin.action(description="Process again", permissions=("run_sync",))
     def process_again(self, request, queryset):
         """Mark the events waiting (processed_at and error cleared) and hand them to the usual processing."""
-        from vapisync.services.automatic import webhook_events_dispatch
+        from vapisync.services.webhooks import webhook_events_dispatch
 
         pks = list(queryset.values_list("pk", flat=True))
         count = WebhookEvent.objects.filter(pk__in=pks).update(processed_at=None, error="")

@@ -22,7 +22,17 @@ from django.utils.text import capfirst
 from globalvoice.tracking import SyncStatus
 from vapisync.conf import vapi_settings
 from vapisync.exceptions import SyncAlreadyRunning, VapiSyncError
-from vapisync.models import ACTIVE_STATUSES, ChangeAction, Direction, Resource, RunStatus, SyncChange, SyncRecord, SyncRun, Trigger
+from vapisync.models import (
+    ACTIVE_STATUSES,
+    ChangeAction,
+    Direction,
+    Resource,
+    RunStatus,
+    SyncChange,
+    SyncRecord,
+    SyncRun,
+    Trigger,
+)
 from vapisync.resources import REGISTRY, RESOURCE_ORDER
 from vapisync.selectors import conflicts_list, sync_run_get, sync_run_list, sync_status_get
 
@@ -308,11 +318,11 @@ def _status_safely() -> dict:
     try:
         runs_reap_interrupted()
         return sync_status_get()
-    except Exception as exc:  # noqa: BLE001 - shown as a banner, never a 500
+    except Exception as exc:
         logger.exception("Vapi Sync page: reading the sync status failed")
         try:
             status = sync_status_get(check_remote=False)
-        except Exception:  # noqa: BLE001
+        except Exception:
             status = {"configured": vapi_settings().configured, "in_sync": None, "last_run": None, "active_run": None}
         status["vapi_error"] = f"Could not read the sync status ({type(exc).__name__}); the counts below are local only."
         return status
@@ -346,7 +356,9 @@ def _status_cards(status: dict) -> list[dict]:
         if spec.public_name != spec.resource:  # say what Vapi calls them when the names differ
             title += f" (Vapi {spec.resource.replace('_', ' ')})"
         entry = status.get(key) or {}
-        by_status = lambda s: _changelist(resource, sync_status__exact=s)  # noqa: E731
+        def by_status(status_value, resource=resource):
+            return _changelist(resource, sync_status__exact=status_value)
+
         rows = [
             ("Pending pushes", entry.get("pending", 0), by_status(SyncStatus.PENDING), "info"),
             ("Not synced yet", entry.get("not_synced", 0), by_status(SyncStatus.LOCAL_ONLY), "muted"),
@@ -489,7 +501,7 @@ def sync_page_view(model_admin, request, extra_context=None):
         selected = sync_run_get(run_id=int(request.GET["run"]))
     selected = selected or SyncRun.objects.exclude(status__in=ACTIVE_STATUSES).first()
     active = SyncRun.objects.filter(status__in=ACTIVE_STATUSES).order_by("-id").first()
-    from vapisync.services.runs import broker_configured
+    from vapisync.services.dispatch import broker_configured
 
     can_run = has_run_sync_permission(request)
     enabled = conf.configured and can_run
@@ -573,7 +585,7 @@ def conflict_resolve_view(model_admin, request):
     resource, keep, local_id = request.POST.get("resource"), request.POST.get("keep"), request.POST.get("local_id", "")
     if resource not in REGISTRY or keep not in ("vapi", "local") or not local_id.isdigit():
         return HttpResponseBadRequest("Expected resource, local_id and keep=vapi|local.")
-    from vapisync.services.runs import conflict_resolve
+    from vapisync.services.conflicts import conflict_resolve
 
     model = REGISTRY[resource].model
     label = str(model.objects.filter(pk=int(local_id)).first() or f"#{local_id}")
@@ -602,10 +614,10 @@ def delete_in_vapi_view(model_admin, request):
         messages.warning(request, "Nothing to delete: choose assistants whose agents were deleted here.")
         return HttpResponseRedirect(f"{page_url()}#deleted-here")
     if request.method == "POST" and request.POST.get("post") == "yes":
-        from vapisync.services.runs import assistants_delete_remote
+        from vapisync.services.deletions import assistants_delete_request
 
         try:
-            run = assistants_delete_remote(vapi_ids=[r.vapi_id for r in records], trigger=Trigger.ADMIN, user=request.user)
+            run = assistants_delete_request(vapi_ids=[r.vapi_id for r in records], trigger=Trigger.ADMIN, user=request.user)
         except VapiSyncError as exc:
             report_error(request, exc)
         else:

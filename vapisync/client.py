@@ -748,7 +748,7 @@ class VapiClient:
         def run(item):
             try:
                 return item, fn(item), None
-            except Exception as exc:  # noqa: BLE001 - captured per item by contract
+            except Exception as exc:
                 return item, None, exc
 
         workers = min(self.max_concurrency, len(items))

@@ -109,14 +109,14 @@ def sync_health_get() -> dict:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         result["database"] = {"ok": True}
-    except Exception as exc:  # noqa: BLE001 - health reports, it does not raise
+    except Exception as exc:
         result["database"] = {"ok": False, "error": type(exc).__name__}
     result["broker"] = _broker_health()
     if conf.configured:
         cached = cache.get("vapisync:health:reachable")
         if cached is None:
             try:
-                from vapisync.services.runs import sync_client
+                from vapisync.services.clients import sync_client
 
                 sync_client(interactive=True).ping()
                 cached = {"reachable": True, "error": None}
@@ -145,7 +145,7 @@ def _broker_health() -> dict:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
         return {"configured": True, "ok": True, "mode": "worker"}
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return {"configured": True, "ok": False, "mode": "worker", "error": type(exc).__name__}
 
 

@@ -1,11 +1,11 @@
 """Receivers on the domain models. They never call Vapi: they record what the sync must know
-(links, tombstones, the outbox marker) and ask for work after commit (vapisync.services.automatic).
+(links, tombstones, the outbox marker) and ask for work after commit (vapisync.services.outbox,
+vapisync.services.deletions).
 
 Writes made by the sync itself (`sync_writes()`) and fixture loading (`raw`) are ignored, so an
 import never echoes back to Vapi.
 """
 
-from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from django.utils import timezone
@@ -14,8 +14,8 @@ from agents.models import Agent
 from phonenumbers_app.models import PhoneNumber
 
 from .context import is_sync_write
-from .models import ACTIVE_STATUSES, DeletedMarker, Resource, SyncRecord, SyncRun
-from .services import automatic
+from .models import DeletedMarker, Resource, SyncRecord
+from .services import deletions, outbox
 
 
 @receiver(pre_save, sender=PhoneNumber, dispatch_uid="vapisync_phone_agent_reassigned")
@@ -58,27 +58,27 @@ def _tombstone(resource: str, local_id: int, vapi_id: str | None) -> None:
 def agent_outbox_mark(sender, instance: Agent, raw=False, update_fields=None, **kwargs):
     """A person's change to an agent: mark it pending in the same statement."""
     if not raw and not is_sync_write():
-        automatic.pending_prepare(resource=Resource.ASSISTANTS, instance=instance, update_fields=update_fields)
+        outbox.pending_prepare(resource=Resource.ASSISTANTS, instance=instance, update_fields=update_fields)
 
 
 @receiver(post_save, sender=Agent, dispatch_uid="vapisync_agent_outbox_push")
 def agent_outbox_push(sender, instance: Agent, raw=False, update_fields=None, **kwargs):
-    """...and push it to Vapi after commit."""
+    """...and ask for a drain of the outbox after commit."""
     if not raw and not is_sync_write():
-        automatic.pending_commit(resource=Resource.ASSISTANTS, instance=instance, update_fields=update_fields)
+        outbox.pending_commit(resource=Resource.ASSISTANTS, instance=instance, update_fields=update_fields)
 
 
 @receiver(pre_save, sender=PhoneNumber, dispatch_uid="vapisync_phone_outbox_mark")
 def phone_outbox_mark(sender, instance: PhoneNumber, raw=False, update_fields=None, **kwargs):
     """A person renamed a linked number or changed its agent: mark it pending."""
     if not raw and not is_sync_write():
-        automatic.pending_prepare(resource=Resource.PHONE_NUMBERS, instance=instance, update_fields=update_fields)
+        outbox.pending_prepare(resource=Resource.PHONE_NUMBERS, instance=instance, update_fields=update_fields)
 
 
 @receiver(post_save, sender=PhoneNumber, dispatch_uid="vapisync_phone_outbox_push")
 def phone_outbox_push(sender, instance: PhoneNumber, raw=False, update_fields=None, **kwargs):
     if not raw and not is_sync_write():
-        automatic.pending_commit(resource=Resource.PHONE_NUMBERS, instance=instance, update_fields=update_fields)
+        outbox.pending_commit(resource=Resource.PHONE_NUMBERS, instance=instance, update_fields=update_fields)
 
 
 @receiver(post_delete, sender=Agent, dispatch_uid="vapisync_agent_delete_remote")
@@ -86,17 +86,5 @@ def agent_delete_remote(sender, instance: Agent, **kwargs):
     """With VAPI_SYNC_DELETE_REMOTE on, delete the assistant in Vapi after commit (the tombstone
     receiver above has kept the link)."""
     if instance.vapi_assistant_id and not is_sync_write():
-        automatic.assistant_delete_schedule(vapi_id=instance.vapi_assistant_id)
+        deletions.assistants_delete_on_commit(vapi_id=instance.vapi_assistant_id)
 
-
-@receiver(post_save, sender=SyncRun, dispatch_uid="vapisync_run_finished_sweep")
-def run_finished_sweep(sender, instance: SyncRun, created=False, raw=False, update_fields=None, **kwargs):
-    """Every finished run, whoever started it, settles its retryable failures and sweeps the
-    outbox after commit: saves that found the lock busy while it ran are pushed now.
-    Runs of the automatic services settle and sweep by themselves."""
-    if raw or created or instance.dry_run or instance.status in ACTIVE_STATUSES or update_fields is not None:
-        return
-    if automatic.is_automatic_work():
-        return
-    run_id = instance.pk
-    transaction.on_commit(lambda: automatic.run_finished(run_id=run_id), robust=True)

@@ -8,22 +8,23 @@ DRF's own (401, 403, 404, 405, 415, 429), invalid bodies with their field messag
 
 from __future__ import annotations
 
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
-from django.views.decorators.csrf import csrf_exempt
-from django.http import JsonResponse
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from globalvoice.tracking import SyncStatus
 from vapisync import selectors
 from vapisync.conf import vapi_settings
-from vapisync.exceptions import NothingToResolve, UnknownLocalIds
+from vapisync.exceptions import UnknownLocalIds
 from vapisync.models import ChangeAction, Direction, Resource, RunStatus, SyncChange, Trigger
 from vapisync.resources import RESOURCE_ORDER, resource_spec
+from vapisync.services.conflicts import conflict_resolve
+from vapisync.services.deletions import assistants_delete_request
 from vapisync.services.rollback import sync_run_rollback
-from vapisync.services.runs import assistants_delete_remote, conflict_resolve, runs_reap_interrupted, sync_run_submit
+from vapisync.services.runs import runs_reap_interrupted, sync_run_submit
 from vapisync.services.selection import local_ids_check
 from vapisync.services.status import status_snapshot_refresh
 
@@ -42,8 +43,8 @@ from .serializers import (
     HealthSerializer,
     ImportSyncSerializer,
     RunDetailSerializer,
-    RunSummarySerializer,
     RunSerializer,
+    RunSummarySerializer,
     StrictSerializer,
     SyncStatusSerializer,
     split_ids,
@@ -196,7 +197,7 @@ class FullSyncView(SyncTriggerView):
         selected = {Resource.ASSISTANTS: body.get("agent_ids"), Resource.PHONE_NUMBERS: body.get("phone_number_ids")}
         resources = [r for r, ids in selected.items() if ids] or list(RESOURCE_ORDER)  # no ids: every registered resource
         local_ids, vapi_ids = {}, {}
-        for resource, field in zip(selected, ("agent_ids", "phone_number_ids")):
+        for resource, field in zip(selected, ("agent_ids", "phone_number_ids"), strict=True):
             if resource in resources:
                 local_ids[resource], vapi_ids[resource] = split_ids(selected[resource])
                 _check_local_ids(resource, local_ids[resource], field)
@@ -429,8 +430,6 @@ class ConflictResolveView(SyncTriggerView):
         record = resource_spec(resource).model.objects.filter(pk=body["id"]).first()
         if record is None:
             raise NotFound(f"There is no {body['resource'].replace('_', ' ')[:-1]} with id {body['id']}.")
-        if record.sync_status != SyncStatus.CONFLICT:
-            raise NothingToResolve(f"{record} is not in conflict (its sync status is {record.get_sync_status_display()!r}).")
         run = conflict_resolve(resource=resource, local_id=record.pk, keep=body["keep"], trigger=Trigger.API, user=request.user)
         return run_response(run, request)
 
@@ -446,5 +445,5 @@ class AssistantsDeleteInVapiView(SyncTriggerView):
     )
     def post(self, request):
         body = self.validated(DeleteInVapiSerializer, request)
-        run = assistants_delete_remote(vapi_ids=body["vapi_ids"], trigger=Trigger.API, user=request.user)
+        run = assistants_delete_request(vapi_ids=body["vapi_ids"], trigger=Trigger.API, user=request.user)
         return run_response(run, request)

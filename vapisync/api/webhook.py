@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from globalvoice.parsers import JSONTooDeep, json_loads_bounded
 from vapisync.conf import vapi_settings
-from vapisync.services import automatic
+from vapisync.services import webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class _AnswerThen(Response):
         finally:
             try:
                 self._then()
-            except Exception:  # noqa: BLE001 - the answer is sent; the reconciler retries the event
+            except Exception:  # the answer is sent; the reconciler retries the event
                 logger.exception("Could not start the refresh for a Vapi webhook event")
 
 
@@ -106,11 +106,11 @@ class VapiWebhookView(APIView):
         except ValueError:
             pass
         try:
-            receipt = automatic.webhook_event_receive(body=body)
-        except automatic.WebhookMalformed as exc:
+            receipt = webhooks.webhook_event_receive(body=body)
+        except webhooks.WebhookMalformed as exc:
             return _error(400, "webhook_malformed", str(exc))
         if receipt.needs_processing:
-            return _AnswerThen({"status": receipt.status}, then=automatic.webhook_events_dispatch)
+            return _AnswerThen({"status": receipt.status}, then=webhooks.webhook_events_dispatch)
         return Response({"status": receipt.status})
 
     @staticmethod

@@ -63,7 +63,7 @@ class LocalWrites:
                 self.lease.check_in_transaction()
                 results = writer(batch)
         except (DatabaseError, ValueError) as exc:
-            for write, record in zip(batch, saved_records):  # undo in-memory effects of the rolled-back batch
+            for write, record in zip(batch, saved_records, strict=True):  # undo in-memory effects of the rolled-back batch
                 write.pair.record = record
             if len(batch) == 1:
                 self._fail_local(batch[0], exc)
@@ -96,7 +96,7 @@ class LocalWrites:
             objs.append(obj)
         created = self.model.objects.bulk_create(objs, batch_size=BATCH_SIZE)
         records = []
-        for write, obj in zip(batch, created):
+        for write, obj in zip(batch, created, strict=True):
             pair = write.pair
             pair.local, pair.seen_version = obj, obj.version
             pair.local_fields = self.local_fields(obj)

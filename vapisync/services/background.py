@@ -1,8 +1,9 @@
 """Sync runs executed outside the request that started them, when there is no Celery worker.
 
-`background_run_start(run_id)` hands over a run that `sync_run_create` recorded: once the
-transaction that created it commits, a daemon thread of this web process executes it and closes
-its database connections when it ends. The run's row is all the page and the API need to follow
+`background_call(name, func, on_exit=...)` runs a function outside the request: once the
+transaction that asked for it commits, a daemon thread of this web process calls it and closes
+its database connections when it ends. `vapisync.services.runs.sync_run_submit` hands over the
+runs it recorded this way (through `vapisync.services.dispatch`). The run's row is all the page and the API need to follow
 it (status, progress, heartbeat); the request that started it has long answered 202.
 
 Limits, by design: an in-process run lives as long as its web process. A restart (deploy,
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 THREAD, AFTER_RESPONSE = "thread", "after_response"
 
 _threads: dict[str, threading.Thread] = {}
-_run_ids: dict[str, int] = {}  # thread name -> the run it executes
+_on_exit: dict[str, Callable[[], object]] = {}  # thread name -> what to record if the process exits first
 _threads_lock = threading.Lock()
 _local = threading.local()
 
@@ -49,22 +50,16 @@ def background_mode() -> str:
     return mode
 
 
-def background_run_start(run_id: int, *, client=None) -> None:
-    """Execute the run outside this request (see the module docstring)."""
-    from vapisync.services.runs import sync_run_execute
-
-    background_call(f"vapisync-run-{run_id}", lambda: sync_run_execute(run_id=run_id, client=client), run_id=run_id)
-
-
-def background_call(name: str, func: Callable[[], object], *, run_id: int | None = None) -> None:
-    """Call `func` outside this request: in a thread after commit, or after the response."""
+def background_call(name: str, func: Callable[[], object], *, on_exit: Callable[[], object] | None = None) -> None:
+    """Call `func` outside this request: in a thread after commit, or after the response. `on_exit`
+    is called if the process exits while the thread still runs (a run records it was interrupted)."""
     if background_mode() == AFTER_RESPONSE:
         if getattr(_local, "in_request", False):
             _local.pending.append((name, func))
         else:
             _guarded(name, func)
         return
-    transaction.on_commit(lambda: _spawn(name, func, run_id), robust=True)
+    transaction.on_commit(lambda: _spawn(name, func, on_exit), robust=True)
 
 
 def background_running() -> list[str]:
@@ -84,7 +79,7 @@ def background_join(timeout: float | None = None) -> bool:
     return not background_running()
 
 
-def _spawn(name: str, func: Callable[[], object], run_id: int | None = None) -> None:
+def _spawn(name: str, func: Callable[[], object], on_exit: Callable[[], object] | None = None) -> None:
     def target():
         try:
             _guarded(name, func)
@@ -94,13 +89,13 @@ def _spawn(name: str, func: Callable[[], object], run_id: int | None = None) -> 
             with _threads_lock:
                 if _threads.get(name) is threading.current_thread():
                     del _threads[name]
-                    _run_ids.pop(name, None)
+                    _on_exit.pop(name, None)
 
     thread = threading.Thread(target=target, name=name, daemon=True)
     with _threads_lock:
         _threads[name] = thread
-        if run_id is not None:
-            _run_ids[name] = run_id
+        if on_exit is not None:
+            _on_exit[name] = on_exit
     thread.start()
 
 
@@ -109,23 +104,21 @@ def _interrupt_runs_on_exit() -> None:
     """The process is exiting (a restart, a deploy) with runs still in its threads: daemon threads stop
     with it, so record them as interrupted and free the lease now rather than after its expiry."""
     with _threads_lock:
-        stopped = [run_id for name, run_id in _run_ids.items() if _threads.get(name) and _threads[name].is_alive()]
+        stopped = [(name, hook) for name, hook in _on_exit.items() if _threads.get(name) and _threads[name].is_alive()]
     if not stopped:
         return
-    from vapisync.services.runs import sync_run_interrupt
-
-    for run_id in stopped:
+    for name, hook in stopped:
         try:
-            sync_run_interrupt(run_id=run_id, why="a restart or a deploy stopped the web process")
-        except Exception:  # noqa: BLE001 - exiting anyway; the reaper notices it after the lease
-            logger.warning("Could not mark run %s interrupted on exit", run_id, exc_info=True)
+            hook()
+        except Exception:  # exiting anyway; the reaper notices a run after its lease
+            logger.warning("Could not record that %s stopped on exit", name, exc_info=True)
     connections.close_all()
 
 
 def _guarded(name: str, func: Callable[[], object]) -> None:
     try:
         func()
-    except Exception:  # noqa: BLE001 - the run records its own failure; this is the last resort
+    except Exception:  # the run records its own failure; this is the last resort
         logger.exception("Background job %s failed", name)
 
 
@@ -143,5 +136,7 @@ def _request_finished(**kwargs) -> None:
         _guarded(name, func)
 
 
-request_started.connect(_request_started, dispatch_uid="vapisync.background.started")
-request_finished.connect(_request_finished, dispatch_uid="vapisync.background.finished")
+def request_hooks_connect() -> None:
+    """Follow requests for the after_response mode (called once the app is ready)."""
+    request_started.connect(_request_started, dispatch_uid="vapisync.background.started")
+    request_finished.connect(_request_finished, dispatch_uid="vapisync.background.finished")

@@ -26,14 +26,13 @@ from vapisync.models import ChangeAction, Direction, Resource, RunStatus, Side, 
 from vapisync.services.history import Recorder
 from vapisync.services.plan import RunOptions, Unfenced
 from vapisync.services.resource_syncs import RESOURCE_SYNCS
+from vapisync.services.runs import sync_run_start, sync_run_submit
 from vapisync.services.seams import seam
 
 
 def sync_run_rollback(*, run_id: int, trigger: str, user=None, client=None, background: bool = False) -> SyncRun:
     """Roll back run `run_id` in a new run. With `background` (a person's request waiting), the run is
     started as every triggered run is (vapisync.services.runs.sync_run_submit) and returned queued."""
-    from vapisync.services.runs import sync_run_start, sync_run_submit
-
     original = SyncRun.objects.filter(pk=run_id).first()
     if original is None:
         raise RollbackNotPossible(f"There is no sync run {run_id}.")

@@ -1,23 +1,36 @@
-"""Sync runs: create (taking the lock), execute, submit, delete in Vapi, resolve conflicts.
+"""The run lifecycle: create (taking the sync lock), execute, finish, submit, reap.
 
-Every entry point (API, admin, command, task, signal) goes through these functions.
+Every entry point (API, admin, command, task, receiver) starts runs through these functions. A run
+of the engine's directions (import, export, full, resolve) runs the resource syncs; the other kinds
+(a deletion in Vapi, a rollback) are applied by the modules that own them, registered with
+`run_apply_register` (wired in `vapisync.apps`), so this module never imports what starts runs.
+
+When a run finishes it refreshes the stored status (`vapisync.services.status`) and, once it has
+committed, settles the outbox (`vapisync.services.outbox.run_finished`); the outbox's own runs pass
+`follow_up=False`: they settle themselves and must not start another sweep.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from django.conf import settings
+from collections.abc import Callable
+
 from django.db import transaction
 from django.utils import timezone
 
+from vapisync.actor import current_user
 from vapisync.conf import vapi_settings
 from vapisync.exceptions import SyncAlreadyRunning, VapiError, VapiNotConfigured, VapiSyncError
-from vapisync.models import ACTIVE_STATUSES, ChangeAction, Direction, Resource, RunStatus, Side, SyncRecord, SyncRun, Trigger
+from vapisync.models import ACTIVE_STATUSES, Direction, Resource, RunStatus, SyncRun, Trigger
+from vapisync.services import dispatch, outbox
+from vapisync.services.clients import sync_client
 from vapisync.services.history import Recorder
+from vapisync.services.locks import Lease, LeaseLost, lock_holder, lock_release, lock_take, lock_ttl
 from vapisync.services.plan import RunOptions, Unfenced
 from vapisync.services.resource_syncs import RESOURCE_ORDER, RESOURCE_SYNCS
-from vapisync.services.locks import Lease, LeaseLost, lock_holder, lock_release, lock_take, lock_ttl
+from vapisync.services.status import status_snapshot_after_run, status_snapshot_store, status_snapshot_wanted_after
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +47,21 @@ def _running_run_id() -> int | None:
     return int(holder.split(":", 1)[1]) if holder and holder.startswith("run:") else None
 
 
-def sync_client(*, interactive: bool = False, **overrides):
-    """The Vapi client for runs (patient retries); `interactive` for what a person waits on
-    (short budget, fails fast while Vapi is unreachable). Raises VapiNotConfigured without an API key."""
-    from vapisync.client import VapiClient
+# apply(*, run, client, recorder, lease) for the run kinds that are not the engine's sync.
+RunApply = Callable[..., None]
+_APPLY: dict[str, RunApply] = {}
+_AFTER_PUSH: list[RunApply] = []  # steps a push run ends with when VAPI_SYNC_DELETE_REMOTE is on
 
-    return VapiClient.from_settings(interactive=interactive, **overrides)
+
+def run_apply_register(direction: str, apply: RunApply) -> None:
+    """How runs of `direction` (delete, rollback) are applied."""
+    _APPLY[direction] = apply
+
+
+def push_run_step_register(apply: RunApply) -> None:
+    """A step every push run ends with when deletions reach Vapi (deleting what was deleted here)."""
+    if apply not in _AFTER_PUSH:
+        _AFTER_PUSH.append(apply)
 
 
 def sync_run_create(
@@ -66,8 +88,6 @@ def sync_run_create(
     if policy:
         selection["policy"] = policy
     if user is None:  # a run caused indirectly (a save's push): the user of the request or task behind it
-        from vapisync.actor import current_user
-
         user = current_user()
     user = user if getattr(user, "is_authenticated", False) else None
     with transaction.atomic():
@@ -169,7 +189,7 @@ class _Progress:
         if self.listener is not None:
             try:
                 self.listener(dict(self.state))
-            except Exception:  # noqa: BLE001 - a display problem must not stop the sync
+            except Exception:  # a display problem must not stop the sync
                 logger.debug("Progress listener failed", exc_info=True)
         if now - self.last < HEARTBEAT_SECONDS and "phase" not in kw:
             return
@@ -230,16 +250,18 @@ def _options(run: SyncRun, *, lease=None, taken_over: bool = False) -> RunOption
     )
 
 
-def sync_run_execute(*, run_id: int, client=None, progress=None) -> SyncRun:
+def sync_run_execute(*, run_id: int, client=None, progress=None, follow_up: bool = True) -> SyncRun:
     """Run a queued run. Safe to call twice: a finished run is returned as it is, and a run
     whose worker died is resumed (the engine re-reads both sides, so nothing is done twice).
-    `progress`, if given, is called with the run's progress dict ({"phase", "done", "total"}) as it changes."""
+    `progress`, if given, is called with the run's progress dict ({"phase", "done", "total"}) as it changes.
+    `follow_up=False` for the outbox's own runs (see the module docstring)."""
     run = SyncRun.objects.get(pk=run_id)
     if run.status not in ACTIVE_STATUSES:
         return run
     taken = None if run.dry_run else lock_take(owner=_owner(run))
     if not run.dry_run and taken is None:
-        return _finish(run, RunStatus.FAILED, message=f"Another sync (run {_running_run_id()}) took over; this one did not run.")
+        return _finish(run, RunStatus.FAILED, message=f"Another sync (run {_running_run_id()}) took over; this one did not run.",
+                       follow_up=follow_up)
     taken_over = taken == "taken_over" or (run.progress or {}).get("lease") == "taken_over"
     run.status, run.started_at, run.heartbeat_at = RunStatus.RUNNING, run.started_at or timezone.now(), timezone.now()
     run.save(update_fields=["status", "started_at", "heartbeat_at"])
@@ -253,32 +275,18 @@ def sync_run_execute(*, run_id: int, client=None, progress=None) -> SyncRun:
             margin = sum(getattr(client, "timeout", (5.0, 30.0)))
             lease = Lease(owner=_owner(run), margin=margin)
         progress = _Progress(run, listener=progress, lease=lease)
-        if run.direction == Direction.ROLLBACK:
-            from vapisync.services.rollback import rollback_apply
-
-            rollback_apply(run=run, client=client, recorder=recorder, lease=lease)
-        elif run.direction == Direction.DELETE:
-            assistants_delete_apply(run=run, client=client, recorder=recorder)
+        if run.direction in _APPLY:
+            _APPLY[run.direction](run=run, client=client, recorder=recorder, lease=lease)
         else:
             options = _options(run, lease=lease, taken_over=taken_over)
-            for resource in RESOURCE_ORDER:
-                if resource not in run.resources:
-                    continue
-                try:
-                    RESOURCE_SYNCS[resource](client=client, options=options, recorder=recorder, progress=progress).run()
-                except VapiError as exc:
-                    # Vapi unusable for this resource (auth, outage): record it, try the next one.
-                    recorder.errors.append({"resource": resource, "message": str(exc), "retryable": exc.retryable})
-                    fatal = fatal or str(exc)
-            if options.delete_remote and Resource.ASSISTANTS in run.resources and not run.dry_run:
-                _delete_tombstoned_assistants(run=run, client=client, recorder=recorder)
+            fatal = _sync_apply(run=run, client=client, recorder=recorder, lease=lease, options=options, progress=progress)
     except LeaseLost as exc:
         fatal = str(exc)
         recorder.errors.append({"message": fatal, "retryable": True})
     except VapiSyncError as exc:
         fatal = str(exc)
         recorder.errors.append({"message": fatal})
-    except Exception as exc:  # noqa: BLE001 - the run must end recorded, whatever happened
+    except Exception as exc:  # the run must end recorded, whatever happened
         logger.exception("Sync run %s crashed", run.pk)
         fatal = f"Unexpected error: {type(exc).__name__}: {exc}"
         recorder.errors.append({"message": fatal})
@@ -301,13 +309,31 @@ def sync_run_execute(*, run_id: int, client=None, progress=None) -> SyncRun:
         status = RunStatus.PARTIAL
     else:
         status = RunStatus.SUCCEEDED
-    return _finish(run, status, message=fatal or "", status_after=recorder.status_after)
+    return _finish(run, status, message=fatal or "", follow_up=follow_up, status_after=recorder.status_after)
 
 
-def _finish(run: SyncRun, status: str, *, message: str = "", status_after: dict | None = None) -> SyncRun:
+def _sync_apply(*, run: SyncRun, client, recorder: Recorder, lease, options: RunOptions, progress) -> str | None:
+    """A run of the engine's directions: each resource in order. Returns the first error that made
+    Vapi unusable for a resource, if any (the others still ran)."""
+    fatal = None
+    for resource in RESOURCE_ORDER:
+        if resource not in run.resources:
+            continue
+        try:
+            RESOURCE_SYNCS[resource](client=client, options=options, recorder=recorder, progress=progress).run()
+        except VapiError as exc:
+            # Vapi unusable for this resource (auth, outage): record it, try the next one.
+            recorder.errors.append({"resource": resource, "message": str(exc), "retryable": exc.retryable})
+            fatal = fatal or str(exc)
+    if options.delete_remote and Resource.ASSISTANTS in run.resources and not run.dry_run:
+        for step in _AFTER_PUSH:
+            step(run=run, client=client, recorder=recorder, lease=lease)
+    return fatal
+
+
+def _finish(run: SyncRun, status: str, *, message: str = "", follow_up: bool = True,
+            status_after: dict | None = None) -> SyncRun:
     """`status_after`: what the engine says a full sync would still do, per resource it listed whole."""
-    from vapisync.services.status import status_snapshot_after_run, status_snapshot_store, status_snapshot_wanted_after
-
     run.status, run.message = status, message
     # The row, not this object: progress reports update the row only.
     saved = SyncRun.objects.filter(pk=run.pk).values_list("progress", flat=True).first()
@@ -324,25 +350,21 @@ def _finish(run: SyncRun, status: str, *, message: str = "", status_after: dict 
     run.finished_at = timezone.now()
     run.progress = {**progress, "phase": "finished"}
     run.save()
+    if follow_up and not run.dry_run:
+        transaction.on_commit(functools.partial(outbox.run_finished, run), robust=True)
     return run
 
 
-def sync_run_start(**kwargs) -> SyncRun:
+def sync_run_start(*, client=None, progress=None, follow_up: bool = True, **kwargs) -> SyncRun:
     """Create and execute a run in this process; returns the finished run."""
-    client = kwargs.pop("client", None)
-    progress = kwargs.pop("progress", None)
     run = sync_run_create(**kwargs)
-    return sync_run_execute(run_id=run.pk, client=client, progress=progress)
-
-
-def broker_configured() -> bool:
-    return bool(getattr(settings, "CELERY_BROKER_URL", ""))
+    return sync_run_execute(run_id=run.pk, client=client, progress=progress, follow_up=follow_up)
 
 
 def sync_run_submit(**kwargs) -> SyncRun:
     """Start a run from a request without making the request wait for it: queued for the worker
     after commit when there is a broker, else executed by a background thread of this process
-    (vapisync.services.background). Returns the run queued: poll its row.
+    (vapisync.services.dispatch decides). Returns the run queued: poll its row.
 
     Dry runs change nothing and are answered inline (returned finished), with the interactive
     budget so a slow or unreachable Vapi fails them quickly."""
@@ -353,97 +375,10 @@ def sync_run_submit(**kwargs) -> SyncRun:
     kwargs.pop("progress", None)
     client = kwargs.pop("client", None)
     run = sync_run_create(**kwargs)
-    if broker_configured() and client is None:
-        from vapisync.tasks import sync_run_execute_task
-
-        transaction.on_commit(lambda: sync_run_execute_task.delay(run.pk))
-    else:
-        from vapisync.services.background import background_run_start
-
-        background_run_start(run.pk, client=client)
+    run_id = run.pk
+    dispatch.run_submit(
+        run_id, here=client is not None,
+        execute_here=lambda: sync_run_execute(run_id=run_id, client=client),
+        interrupt=lambda: sync_run_interrupt(run_id=run_id, why="a restart or a deploy stopped the web process"),
+    )
     return run
-
-
-# --- Deleting assistants in Vapi ------------------------------------------------------
-
-
-def assistants_delete_remote(*, vapi_ids: list[str], trigger: str, user=None, client=None) -> SyncRun:
-    """Delete in Vapi the assistants of agents deleted here (explicit request)."""
-    return sync_run_start(
-        direction=Direction.DELETE, resources=[Resource.ASSISTANTS], trigger=trigger, user=user,
-        vapi_ids={Resource.ASSISTANTS: list(vapi_ids)}, client=client,
-    )
-
-
-def assistants_delete_apply(*, run: SyncRun, client, recorder: Recorder) -> None:
-    vapi_ids = (run.selection.get("vapi_ids") or {}).get(Resource.ASSISTANTS) or []
-    records = SyncRecord.objects.filter(resource=Resource.ASSISTANTS, vapi_id__in=vapi_ids)
-    _delete_assistants(records=records, client=client, recorder=recorder, explicit_ids=vapi_ids)
-
-
-def _delete_tombstoned_assistants(*, run, client, recorder) -> None:
-    records = SyncRecord.objects.filter(
-        resource=Resource.ASSISTANTS, local_deleted_at__isnull=False, remote_deleted_at__isnull=True
-    )
-    _delete_assistants(records=records, client=client, recorder=recorder, explicit_ids=[])
-
-
-def _delete_assistants(*, records, client, recorder: Recorder, explicit_ids: list[str]) -> None:
-    from agents.models import Agent
-
-    by_id = {r.vapi_id: r for r in records}
-    for vapi_id in explicit_ids:
-        if vapi_id not in by_id or by_id[vapi_id].local_deleted_at is None:
-            if Agent.objects.filter(vapi_assistant_id=vapi_id).exists():
-                recorder.add(Resource.ASSISTANTS, ChangeAction.ERROR, vapi_id=vapi_id,
-                             error="Its agent still exists here; delete the agent first, then delete it in Vapi.")
-                by_id.pop(vapi_id, None)
-    if not by_id:
-        return
-    # Never delete an assistant that still answers calls on a Vapi number.
-    routed = {}
-    for phone in client.iter_phone_numbers():
-        if phone.get("assistantId"):
-            routed[phone["assistantId"]] = phone.get("number") or phone.get("sipUri") or phone["id"]
-    now = timezone.now()
-    for vapi_id, record in by_id.items():
-        label = (record.remote or {}).get("name") or vapi_id
-        if vapi_id in routed:
-            recorder.add(Resource.ASSISTANTS, ChangeAction.SKIP, vapi_id=vapi_id, local_id=record.local_id, label=label,
-                         reason=f"Not deleted: Vapi number {routed[vapi_id]} still routes calls to it.")
-            continue
-        if recorder.dry_run:
-            recorder.add(Resource.ASSISTANTS, ChangeAction.DELETE, side=Side.VAPI, vapi_id=vapi_id, label=label)
-            continue
-        try:
-            before = client.get_assistant(vapi_id)
-            client.delete_assistant(vapi_id)
-        except VapiError as exc:
-            from vapisync.exceptions import VapiNotFound
-
-            if isinstance(exc, VapiNotFound):
-                record.remote_deleted_at = now
-                record.save(update_fields=["remote_deleted_at"])
-                recorder.add(Resource.ASSISTANTS, ChangeAction.SKIP, vapi_id=vapi_id, label=label,
-                             reason="Already deleted in Vapi.")
-            else:
-                recorder.add(Resource.ASSISTANTS, ChangeAction.ERROR, side=Side.VAPI, vapi_id=vapi_id, label=label,
-                             error=str(exc))
-            continue
-        record.remote_deleted_at, record.remote = now, before
-        record.save(update_fields=["remote_deleted_at", "remote"])
-        recorder.add(Resource.ASSISTANTS, ChangeAction.DELETE, side=Side.VAPI, vapi_id=vapi_id, local_id=record.local_id,
-                     label=label, before={"remote": before}, after=None)
-
-
-# --- Conflicts --------------------------------------------------------------------------
-
-
-def conflict_resolve(*, resource: str, local_id: int, keep: str, trigger: str, user=None, client=None) -> SyncRun:
-    """Settle one record's conflict by keeping Vapi's version ("vapi") or ours ("local")."""
-    if keep not in ("vapi", "local"):
-        raise ValueError("keep must be 'vapi' or 'local'")
-    return sync_run_start(
-        direction=Direction.RESOLVE, resources=[resource], trigger=trigger, user=user,
-        local_ids={resource: [local_id]}, policy="vapi_wins" if keep == "vapi" else "local_wins", client=client,
-    )

@@ -19,6 +19,10 @@ from django.utils import timezone
 from vapisync.conf import vapi_settings
 from vapisync.exceptions import VapiNotConfigured, VapiSyncError
 from vapisync.models import Direction, RunStatus, SyncRun, SyncStatusSnapshot, Trigger
+from vapisync.services.clients import sync_client
+from vapisync.services.history import Recorder
+from vapisync.services.plan import RunOptions
+from vapisync.services.resource_syncs import RESOURCE_ORDER, RESOURCE_SYNCS
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +50,6 @@ def status_snapshot_refresh(*, client=None, interactive: bool = False, source: s
     only VapiNotConfigured."""
     if not vapi_settings().configured:
         raise VapiNotConfigured()
-    from vapisync.services.history import Recorder
-    from vapisync.services.plan import RunOptions
-    from vapisync.services.resource_syncs import RESOURCE_ORDER, RESOURCE_SYNCS
-    from vapisync.services.runs import sync_client
-
     resources = {}
     try:
         client = client or sync_client(interactive=interactive)
@@ -104,7 +103,7 @@ def status_snapshot_after_run(run: SyncRun) -> None:
         return
     try:
         status_snapshot_refresh(source="run", run=run)
-    except Exception:  # noqa: BLE001 - the run is recorded; a stale status is shown with its age
+    except Exception:  # the run is recorded; a stale status is shown with its age
         logger.warning("Refreshing the sync status after run %s failed", run.pk, exc_info=True)
 
 

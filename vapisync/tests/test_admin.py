@@ -6,8 +6,8 @@ import re
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.contrib.messages import get_messages
 from django.contrib.messages import constants as levels
+from django.contrib.messages import get_messages
 
 from agents.models import Agent
 from globalvoice.tracking import SyncStatus

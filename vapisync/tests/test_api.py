@@ -269,7 +269,7 @@ def test_staff_without_run_sync_may_not_start_or_delete_anything(emulator, beare
     """One rule (vapisync.permissions): staff status alone neither reads nor starts the sync."""
     remote = make_assistant(emulator, "Orphan")
     client = bearer_client(_user("ops", is_staff=True))
-    for method, path, _ in TRIGGERS:
+    for _method, path, _ in TRIGGERS:
         body = {"vapi_ids": [remote["id"]]} if path == "assistants/delete-in-vapi" else {}
         response = post(client, path, body)
         assert response.status_code == 403, path

@@ -17,7 +17,7 @@ from phonenumbers_app.models import PhoneNumber
 from vapisync import mapping
 from vapisync.context import sync_writes
 from vapisync.models import Direction, RunStatus, SyncRecord, SyncRun, Trigger
-from vapisync.services import automatic
+from vapisync.services import dispatch, outbox, outbox_drain, schedules
 from vapisync.services.locks import lock_acquire, lock_release
 from vapisync.services.runs import sync_run_create, sync_run_execute, sync_run_start
 from vapisync.tasks import (
@@ -292,7 +292,7 @@ def test_push_interrupted_after_vapi_created_it_adopts_the_copy(emulator, django
     emulator.add_assistant(**mapping.assistant_create_payload(mapping.agent_fields(agent), marker=str(agent.uuid)))
     lost = next(iter(emulator.assistants))
 
-    outcome = automatic.pending_push()
+    outcome = outbox_drain.pending_push()
 
     agent.refresh_from_db()
     assert agent.vapi_assistant_id == lost and agent.sync_status == SyncStatus.SYNCED
@@ -307,7 +307,7 @@ def test_save_overwritten_by_a_concurrent_run_is_pushed_again(emulator, django_c
     # The person's rename landed while the run was busy and the run's bookkeeping wrote "synced".
     Agent.objects.filter(pk=agent.pk).update(name="Renamed meanwhile", sync_status=SyncStatus.SYNCED)
 
-    automatic.run_settle(run)
+    outbox.run_settle(run)
 
     agent.refresh_from_db()
     assert agent.sync_status == SyncStatus.PENDING
@@ -407,8 +407,8 @@ def test_agent_deletion_keeps_the_assistant_by_default(emulator, vapi_client, dj
 
 def test_scheduled_tasks_do_nothing_without_an_api_key(emulator, settings, caplog, monkeypatch):
     settings.VAPI_API_KEY = ""
-    monkeypatch.setattr(automatic, "_not_configured_logged", False)
-    with caplog.at_level(logging.INFO, logger="vapisync.services.automatic"):
+    monkeypatch.setattr(dispatch, "_not_configured_logged", False)
+    with caplog.at_level(logging.INFO, logger="vapisync.services.dispatch"):
         assert scheduled_import_task() is None
         assert scheduled_full_sync_task() is None
         assert pending_reconcile_task(older_than=0)["runs"] == []
@@ -437,7 +437,7 @@ def test_scheduled_import_skips_while_another_run_holds_the_lock(emulator):
 
 
 def test_migrate_installed_the_default_schedules_and_the_command_keeps_admin_edits():
-    expected = {name: task for name, (task, _, _) in automatic.DEFAULT_SCHEDULES.items()}
+    expected = {name: task for name, (task, _, _) in schedules.DEFAULT_SCHEDULES.items()}
     assert dict(PeriodicTask.objects.filter(name__in=expected).values_list("name", "task")) == expected
     delta = PeriodicTask.objects.get(task="vapisync.tasks.scheduled_import_task")
     assert (delta.interval.every, delta.interval.period) == (5, "minutes")

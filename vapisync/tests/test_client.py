@@ -17,6 +17,7 @@ from responses import matchers
 from responses.registries import OrderedRegistry
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
+from vapi_emulator.faults import TokenBucket
 from vapisync.client import (
     ClientStats,
     RequestPacer,
@@ -25,7 +26,6 @@ from vapisync.client import (
     parse_retry_after,
     strip_server_fields,
 )
-from vapi_emulator.faults import TokenBucket
 from vapisync.exceptions import (
     VapiAuthError,
     VapiConflict,

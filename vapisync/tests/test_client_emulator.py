@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import responses
 
-from vapisync.client import VapiClient, format_vapi_datetime
 from vapi_emulator import VapiEmulator, make_server
+from vapisync.client import VapiClient, format_vapi_datetime
 from vapisync.exceptions import (
     VapiAuthError,
     VapiNotFound,

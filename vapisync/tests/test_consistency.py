@@ -14,12 +14,13 @@ from globalvoice.tracking import SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapisync.exceptions import RollbackNotPossible
 from vapisync.models import ChangeAction, Direction, Resource, RunStatus, SyncChange, SyncLock, SyncRecord, SyncRun
+from vapisync.services.deletions import assistants_delete_request
 from vapisync.services.history import Recorder
+from vapisync.services.locks import Lease, LeaseLost, lock_take
 from vapisync.services.plan import RunOptions
 from vapisync.services.resource_syncs import AssistantSync
-from vapisync.services.locks import Lease, LeaseLost, lock_take
 from vapisync.services.rollback import sync_run_rollback
-from vapisync.services.runs import assistants_delete_remote, sync_run_start
+from vapisync.services.runs import sync_run_start
 from vapisync.services.seams import seam_inject
 
 from .factories import make_assistant
@@ -291,7 +292,7 @@ def test_4_dashboard_edit_of_the_same_field_during_export_is_a_conflict(emulator
 def test_5a_delete_in_vapi_is_rolled_back_once_and_the_agent_never_comes_back(emulator, vapi_client):
     doc = imported_agents(emulator, vapi_client, 1)[0]
     Agent.objects.get().delete()
-    deleted = assistants_delete_remote(vapi_ids=[doc["id"]], trigger="cli", client=vapi_client)
+    deleted = assistants_delete_request(vapi_ids=[doc["id"]], trigger="cli", client=vapi_client)
     assert not emulator.assistants
 
     undo = sync_run_rollback(run_id=deleted.pk, trigger="cli", client=vapi_client)

@@ -21,15 +21,31 @@ import pytest
 import responses
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from agents.models import Agent
 from globalvoice.tracking import SyncStatus
+from vapi_emulator import VapiEmulator
 from vapisync import mapping
 from vapisync.client import VapiClient
-from vapi_emulator import VapiEmulator
 from vapisync.exceptions import RollbackNotPossible, SyncAlreadyRunning
-from vapisync.models import ChangeAction, DeletedMarker, Direction, SyncChange, SyncCursor, SyncLock, SyncRecord, SyncRun
+from vapisync.models import (
+    ChangeAction,
+    DeletedMarker,
+    Direction,
+    SyncChange,
+    SyncCursor,
+    SyncLock,
+    SyncRecord,
+    SyncRun,
+)
 from vapisync.services.rollback import sync_run_rollback
 from vapisync.services.runs import sync_run_start
 from vapisync.services.seams import seam_inject

@@ -12,7 +12,8 @@ from globalvoice.tracking import SyncStatus
 from phonenumbers_app.models import PhoneNumber
 from vapisync.exceptions import SyncAlreadyRunning
 from vapisync.models import ChangeAction, Direction, Resource, RunStatus, SyncChange, SyncRecord
-from vapisync.services.runs import assistants_delete_remote, conflict_resolve
+from vapisync.services.conflicts import conflict_resolve
+from vapisync.services.deletions import assistants_delete_request
 
 from .factories import linked_agent, make_assistant, remote_writes, run
 
@@ -295,12 +296,12 @@ def test_explicit_remote_delete_refuses_while_a_number_routes_to_it(emulator, va
     phone = emulator.add_phone_number(provider="vapi", number="+16826269224", assistantId=remote["id"])
     agent.delete()
 
-    blocked = assistants_delete_remote(vapi_ids=[remote["id"]], trigger="cli", client=vapi_client)
+    blocked = assistants_delete_request(vapi_ids=[remote["id"]], trigger="cli", client=vapi_client)
     assert remote["id"] in emulator.assistants
     assert "still routes" in SyncChange.objects.get(run=blocked).reason
 
     vapi_client.update_phone_number(phone["id"], {"assistantId": None})
-    done = assistants_delete_remote(vapi_ids=[remote["id"]], trigger="cli", client=vapi_client)
+    done = assistants_delete_request(vapi_ids=[remote["id"]], trigger="cli", client=vapi_client)
     assert done.counts["assistants"]["deleted"] == 1
     assert remote["id"] not in emulator.assistants
     deletion = SyncChange.objects.get(run=done, action=ChangeAction.DELETE)

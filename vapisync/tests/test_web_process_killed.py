@@ -21,9 +21,9 @@ from django.db import connection
 from django.test import Client
 
 from agents.models import Agent
+from vapi_emulator import VapiEmulator, make_server
 from vapisync import mapping
 from vapisync.client import VapiClient
-from vapi_emulator import VapiEmulator, make_server
 from vapisync.models import Direction, RunStatus, SyncRun
 from vapisync.services.runs import sync_run_start
 

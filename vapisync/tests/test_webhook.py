@@ -12,7 +12,7 @@ from agents.models import Agent
 from phonenumbers_app.models import PhoneNumber
 from vapisync.api.webhook import VapiWebhookView
 from vapisync.models import Direction, RunStatus, SyncRun, Trigger, WebhookEvent
-from vapisync.services import automatic
+from vapisync.services import webhooks
 from vapisync.services.runs import sync_run_start
 from vapisync.tasks import pending_reconcile_task
 
@@ -181,12 +181,12 @@ def test_burst_for_one_record_is_refreshed_by_one_run(emulator, imported):
     _, _, phone = imported
     for i in range(5):
         body = json.dumps(message(timestamp=i, call={"phoneNumberId": phone["id"]})).encode()
-        assert automatic.webhook_event_receive(body=body).needs_processing
-    outcome = automatic.webhook_events_process()
+        assert webhooks.webhook_event_receive(body=body).needs_processing
+    outcome = webhooks.webhook_events_process()
     assert len(outcome.runs) == 1 and outcome.runs[0].trigger == Trigger.WEBHOOK
     assert emulator.counts["GET /phone-number/{id}"] == 1
     assert not WebhookEvent.objects.filter(processed_at__isnull=True).exists()
-    assert automatic.webhook_events_process().runs == []  # nothing left
+    assert webhooks.webhook_events_process().runs == []  # nothing left
 
 
 def test_message_naming_nothing_is_stored_and_needs_no_run(client, emulator):

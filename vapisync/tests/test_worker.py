@@ -17,14 +17,14 @@ from urllib.parse import quote
 
 import pytest
 from django.db import connection
-from kombu import pools as kombu_pools
 from django.db.models import Count
+from kombu import pools as kombu_pools
 
 from agents.models import Agent
-from globalvoice.tracking import SyncStatus
 from globalvoice.celery import app as celery_app
-from vapisync import mapping
+from globalvoice.tracking import SyncStatus
 from vapi_emulator import VapiEmulator, make_server
+from vapisync import mapping
 from vapisync.models import SyncRun, Trigger
 from vapisync.tasks import pending_reconcile_task
 

@@ -7,7 +7,7 @@ middle of a run expires within the test instead of after the production lease of
 
 import os
 
-from globalvoice.settings import *  # noqa: F401,F403
+from globalvoice.settings import *  # noqa: F403
 
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("GLOBALVOICE_TEST_QUEUE", "celery")
 VAPI_SYNC_LOCK_TTL = float(os.environ.get("VAPI_SYNC_LOCK_TTL", "8"))

@@ -9,7 +9,7 @@ Beat must run with the DatabaseScheduler (the Procfile's `beat` line) to follow 
 
 from django.core.management.base import BaseCommand
 
-from vapisync.services.automatic import DEFAULT_SCHEDULES, periodic_tasks_setup
+from vapisync.services.schedules import DEFAULT_SCHEDULES, periodic_tasks_setup
 
 
 class Command(BaseCommand):

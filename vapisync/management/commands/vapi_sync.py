@@ -48,7 +48,13 @@ from rest_framework.utils.encoders import JSONEncoder
 
 from vapisync import selectors
 from vapisync.conf import vapi_settings
-from vapisync.exceptions import NothingToResolve, RollbackNotPossible, SyncAlreadyRunning, VapiNotConfigured, VapiSyncError
+from vapisync.exceptions import (
+    NothingToResolve,
+    RollbackNotPossible,
+    SyncAlreadyRunning,
+    VapiNotConfigured,
+    VapiSyncError,
+)
 from vapisync.models import Direction, RunStatus, Trigger
 from vapisync.resources import REGISTRY, RESOURCE_ORDER, resource_spec
 
@@ -324,22 +330,18 @@ class Command(BaseCommand):
             self.stdout.write("Resolve with: manage.py vapi_sync resolve agents|phone-numbers ID --keep vapi|local")
 
     def do_resolve(self, *, resource, record_id, keep, user=None, **options):
-        from globalvoice.tracking import SyncStatus
-        from vapisync.services.runs import conflict_resolve
+        from vapisync.services.conflicts import conflict_resolve
 
         acting = self._acting_user(user)
         engine_resource = RESOURCE_CHOICES[resource][0]
         record = resource_spec(engine_resource).model.objects.filter(pk=record_id).first()
         if record is None:
             raise self._usage(f"There is no {resource[:-1]} with id {record_id}.")
-        if record.sync_status != SyncStatus.CONFLICT:
-            raise NothingToResolve(f"{record} is not in conflict (its sync status is {record.get_sync_status_display()!r}).")
-        self._require_vapi()
         self._report_run(conflict_resolve(resource=engine_resource, local_id=record.pk, keep=keep, trigger=Trigger.CLI,
                                           user=acting))
 
     def do_delete_in_vapi(self, *, vapi_ids, interactive=True, user=None, **options):
-        from vapisync.services.runs import assistants_delete_remote
+        from vapisync.services.deletions import assistants_delete_request
 
         acting = self._acting_user(user)
         self._require_vapi()
@@ -348,7 +350,7 @@ class Command(BaseCommand):
                            "(a rollback re-creates them with new ids). Type 'yes' to continue: ")
             if answer.strip().lower() != "yes":
                 raise CommandError("Cancelled.", returncode=FAILED)
-        self._report_run(assistants_delete_remote(vapi_ids=vapi_ids, trigger=Trigger.CLI, user=acting))
+        self._report_run(assistants_delete_request(vapi_ids=vapi_ids, trigger=Trigger.CLI, user=acting))
 
     # --- output ---------------------------------------------------------------------------------
 
