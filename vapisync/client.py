@@ -22,47 +22,35 @@ Retry policy (see `_should_retry`, `_wait`, `_stop`):
   raises `VapiUnavailable(maybe_applied=True)` and the caller looks for its marker
   (`find_assistant_by_metadata`) before creating again.
 
-Listing (see `_iter_list`): Vapi's v1 lists return at most `limit` (<= 1000) items, newest
-first, with createdAt/updatedAt range filters and no cursor. We page with `limit=1000` and
-`createdAtLe=<oldest createdAt of the previous page>` (inclusive, so items sharing that
-timestamp across a page boundary are not lost) and drop ids already yielded. A full page
-that brings no new id means more than `page_size` items share one createdAt: the v1 filters
-cannot step past them without losing some, so we raise `VapiProtocolError` rather than loop
-or return a silently incomplete listing.
+Listing (see `vapisync.listing`): page by page with createdAt filters, each item once, and a
+`VapiProtocolError` rather than a silently incomplete listing.
 
-Circuit breaker (see `CircuitBreaker`): every client of a process reports its transport
-failures (connection refused, DNS, TLS, timeouts, dropped connections) and answers to one
-breaker per Vapi base URL. After `CIRCUIT_FAILURES` failures in a row it opens for
-`VAPI_CIRCUIT_BREAKER_SECONDS`: a `fail_fast` client (the web pages, `GET status`, health,
-dry runs answered inline) then fails at once with `VapiUnavailable` instead of waiting on
-timeouts. Background runs and the command line are not fail-fast: they keep their patient
-retries and only feed the breaker. Any HTTP answer from Vapi closes it again.
+Pacing (see `vapisync.pacing`) and the process-wide circuit breaker per Vapi base URL (see
+`vapisync.breaker`): a `fail_fast` client fails at once with `VapiUnavailable` while Vapi is
+known to be unreachable; the others keep their patient retries and only feed the breaker.
+Payload hygiene, timestamps and the other pure helpers of the protocol: `vapisync.vapi_http`.
 
 The API key never appears in a log line, an exception message, its details or a repr.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import math
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
+from vapisync.breaker import circuit_breaker
 from vapisync.exceptions import (
     VapiAuthError,
     VapiConflict,
@@ -74,349 +62,39 @@ from vapisync.exceptions import (
     VapiUnavailable,
     VapiValidationError,
 )
+from vapisync.listing import _page_items, iter_list
+from vapisync.pacing import ClientStats, RequestPacer
+from vapisync.vapi_http import (
+    _CONNECT,
+    _DROPPED,
+    _NOT_APPLIED,
+    _RATE_LIMITED,
+    _SERVER,
+    _TIMEOUT,
+    _UNREACHABLE,
+    DEFAULT_BASE_URL,
+    EU_BASE_URL,
+    MAX_PAGE_SIZE,
+    RETRY_STATUSES,
+    _error_messages,
+    _is_connect_failure,
+    _item_path,
+    _should_retry,
+    parse_retry_after,
+    strip_server_fields,
+)
 
 logger = logging.getLogger("vapisync.client")
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-DEFAULT_BASE_URL = "https://api.vapi.ai"
-EU_BASE_URL = "https://api.eu.vapi.ai"
-MAX_PAGE_SIZE = 1000  # openapi.json: GET /assistant and GET /phone-number `limit` is 0..1000
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 BACKOFF_INITIAL = 1.0  # seconds; doubled per retry
 BACKOFF_MAX = 30.0
 BACKOFF_JITTER = 1.0  # + uniform(0, 1) s, so parallel workers do not retry in lockstep
 # find_assistant_by_metadata looks this much further back than `created_since`,
 # in case our clock and Vapi's disagree a little.
 CLOCK_SKEW_MARGIN = timedelta(minutes=5)
-
-# --- Payload hygiene --------------------------------------------------------------
-
-# Server-managed keys Vapi returns but rejects on POST/PATCH ("property X should not exist").
-# Source: VapiAI/gitops src/canonical.ts EXCLUDED_FIELDS (+ VapiAI/cli RemoveExcludedKeys), plus
-# `latestVersion`, which openapi.json's Assistant has and Create/UpdateAssistantDTO lack.
-SERVER_FIELDS = frozenset(
-    {"id", "orgId", "createdAt", "updatedAt", "isServerUrlSecretSet", "isDeleted", "analyticsMetadata", "workflowIds"}
-)
-ASSISTANT_SERVER_FIELDS = SERVER_FIELDS | {"latestVersion"}
-# Phone numbers also carry `status` (active/activating/blocked), read-only.
-PHONE_NUMBER_SERVER_FIELDS = SERVER_FIELDS | {"status"}
-# Keys a phone-number document of one provider carries that the provider's Create/Update DTO
-# rejects. Source: openapi.json (vapi_emulator/openapi/vapi-openapi-subset.json) VapiPhoneNumber vs
-# CreateVapiPhoneNumberDTO / UpdateVapiPhoneNumberDTO: `number` of a Vapi-bought number cannot
-# be set or changed, `numberDesiredAreaCode` is create-only. The other providers' Update DTOs
-# accept every non-server key of their documents. A denylist rather than an allowlist on
-# purpose: fields Vapi adds later keep round-tripping.
-PHONE_NUMBER_PROVIDER_READ_ONLY = {
-    ("vapi", "create"): frozenset({"number"}),
-    ("vapi", "update"): frozenset({"number", "numberDesiredAreaCode"}),
-}
-_RESOURCES = {"assistant": "assistant", "phone_number": "phone_number", "phone-number": "phone_number"}
-
-
-def strip_server_fields(payload: dict, resource: str, *, for_create: bool = False) -> dict:
-    """A copy of `payload` without the keys Vapi would reject on PATCH (or POST with `for_create`).
-
-    `resource` is "assistant" or "phone_number" ("phone-number" also accepted). Only top-level
-    keys are dropped; everything else, including fields unknown to us and nulls, is kept.
-    """
-    kind = _RESOURCES.get(resource)
-    if kind is None:
-        raise ValueError(f"Unknown Vapi resource {resource!r}: expected 'assistant' or 'phone_number'.")
-    if kind == "assistant":
-        drop = ASSISTANT_SERVER_FIELDS
-    else:
-        operation = "create" if for_create else "update"
-        extra = PHONE_NUMBER_PROVIDER_READ_ONLY.get((payload.get("provider"), operation), frozenset())
-        drop = PHONE_NUMBER_SERVER_FIELDS | extra
-    return {key: value for key, value in payload.items() if key not in drop}
-
-
-# --- Timestamps -------------------------------------------------------------------
-
-
-def format_vapi_datetime(value: datetime) -> str:
-    """ISO 8601 in UTC with milliseconds and "Z", as Vapi writes it: 2025-01-31T12:00:00.123Z."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(
-            f"Naive datetime {value!r}: pass an aware datetime (e.g. django.utils.timezone.now()) "
-            "so the Vapi filter is not off by the server's UTC offset."
-        )
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
-def parse_vapi_datetime(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def parse_retry_after(headers) -> float | None:
-    """Seconds to wait from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date; None if absent."""
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000.0)
-        except ValueError:
-            pass
-    value = (headers.get("Retry-After") or "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-# --- Pacing and counters ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Slot:
-    """One caller's turn from `RequestPacer.reserve`: when it may send, and how long it waited."""
-
-    sent_at: float
-    waited: float
-
-    @property
-    def held(self) -> bool:
-        """True if the pacer, not the caller's own pace, decided when this request went out."""
-        return self.waited > 0
-
-
-class RequestPacer:
-    """The request rate shared by every thread of one client; with `adaptive`, found by AIMD.
-
-    Vapi publishes no rate limit. An adaptive pacer starts at `start_rate` requests per second
-    and learns the limit from the answers:
-
-    * clean answers to requests the pacer held back raise the rate: it triples every second
-      until the first 429 (slow start), then grows by a tenth of the rate set at the last
-      cut per second (additive increase), so it probes gently near the limit. Answers to
-      requests it did not hold back (concurrency or the caller was the bottleneck) leave it
-      alone, so the rate never runs far ahead of what was really sent;
-    * a 429 cuts the rate (multiplicative decrease, `decrease` x the rate), and never above
-      what Vapi accepted since the previous cut: a token bucket lets a burst through before
-      answering 429, so the rate we overshot to says little about the limit. Once per
-      episode: 429s for requests sent before the last cut were caused by the old rate;
-    * a 429 with Retry-After pauses every thread until then (at most `max_pause` seconds),
-      adaptive or not;
-    * until the first 429, and unless `rate` sets a ceiling, a request with no other in
-      flight is not held: one request at a time (paging through a list) is paced by its own
-      round trip, and holding it would only slow reads down. The start rate is what keeps
-      parallel writes from storming an unknown limit.
-
-    `rate` bounds the adaptive rate (VAPI_RATE_LIMIT; 0 = no bound). Not adaptive, the rate
-    is fixed at `rate`, and 0 means no spacing at all (Retry-After pauses still hold).
-
-    Each caller reserves the next free start slot under the lock (slots are 1/rate apart,
-    so no bursts), then sleeps outside the lock until its slot. Reserving instead of
-    polling keeps it correct with an injected sleep that does not really wait.
-    """
-
-    SLOW_START_GROWTH = math.log(3)  # added per held-back clean answer: x3 per second at full pace
-    PROBE_GROWTH = 0.1  # additive increase per second, as a share of the rate set at the last cut
-    MIN_RATE = 0.2  # requests per second; a cut never goes below
-    MIN_WINDOW = 1.0  # seconds of answers needed before "what Vapi accepted" bounds a cut
-
-    def __init__(
-        self,
-        rate: float = 0.0,
-        *,
-        sleep: Callable[[float], None],
-        clock: Callable[[], float] = time.monotonic,
-        adaptive: bool = False,
-        start_rate: float = 10.0,
-        decrease: float = 0.7,
-        max_pause: float = 60.0,
-    ):
-        if rate < 0:
-            raise ValueError("rate must not be negative")
-        if adaptive and start_rate <= 0:
-            raise ValueError("start_rate must be above 0")
-        if not 0 < decrease < 1:
-            raise ValueError("decrease must be between 0 and 1")
-        self.max_rate = float(rate) if rate > 0 else math.inf
-        self.adaptive = adaptive
-        self.decrease = decrease
-        self.max_pause = max_pause
-        self.rate = min(float(start_rate), self.max_rate) if adaptive else self.max_rate
-        self.slow_start = adaptive
-        self.cuts = 0  # 429 episodes that cut the rate
-        self._step = 0.0  # additive increase, requests/s per second
-        self._sleep = sleep
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._next_slot = float("-inf")
-        self._paused_until = float("-inf")
-        self._pauses = 0
-        self._last_cut = float("-inf")
-        self._window_start: float | None = None  # the last cut, or the first request
-        self._window_clean = 0  # clean answers since then
-        self._in_flight = 0  # reserved and not yet released
-        self._idle_since: float | None = None  # when the last request in flight ended
-        self._sent: deque[float] = deque()  # send times of the last second
-        self._first_sent: float | None = None
-
-    @property
-    def interval(self) -> float:
-        return 1.0 / self.rate
-
-    def wait(self) -> float:
-        """Sleep until this caller may send; returns the seconds slept."""
-        return self.reserve().waited
-
-    def reserve(self, *, waited_out: int | None = None) -> Slot:
-        """Sleep until this caller may send; hand the slot back to `succeeded` / `rate_limited`.
-
-        `waited_out`: the pause (as returned by `rate_limited`) this caller already slept
-        through in its own retry backoff, so it does not wait for it twice.
-        """
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self._clock()
-                paused_until = self._paused_until if self._pauses != waited_out else float("-inf")
-                lone = self.slow_start and self._in_flight == 0 and self.max_rate == math.inf
-                start = max(now, paused_until) if lone else max(now, self._next_slot, paused_until)
-                self._next_slot = start + 1.0 / self.rate
-                pauses = self._pauses
-                idle = (  # nothing in flight for a while, and not because Vapi asked us to wait
-                    self._in_flight == 0
-                    and self._idle_since is not None
-                    and now - max(self._idle_since, self._paused_until) >= self.MIN_WINDOW
-                )
-                if self._window_start is None or idle:
-                    # What Vapi accepted while nothing was asked of it says nothing of its limit.
-                    self._window_start, self._window_clean = start, 0
-            delay = start - now
-            if delay > 0:
-                self._sleep(delay)
-                waited += delay
-            with self._lock:
-                # A Retry-After pause that began while this caller slept holds it too.
-                if self._pauses in (pauses, waited_out) or self._paused_until <= self._clock():
-                    self._in_flight += 1
-                    self._note_sent(start)
-                    return Slot(sent_at=start, waited=waited)
-
-    def _note_sent(self, at: float) -> None:
-        if self._first_sent is None:
-            self._first_sent = at
-        self._sent.append(at)
-        while self._sent and self._sent[0] < at - 1.0:
-            self._sent.popleft()
-
-    def _sending_rate(self, now: float) -> float:
-        """Requests sent per second over the last second (or since the first, if sooner)."""
-        if self._first_sent is None:
-            return 0.0
-        span = min(1.0, max(now - self._first_sent, 0.25))  # a few early requests are not a rate
-        return sum(1 for at in self._sent if at >= now - 1.0) / span
-
-    def release(self) -> None:
-        """The request of a reserved slot is over (answered or failed)."""
-        with self._lock:
-            self._in_flight = max(0, self._in_flight - 1)
-            if self._in_flight == 0:
-                self._idle_since = self._clock()
-
-    def succeeded(self, slot: Slot) -> None:
-        """A clean answer: probe upwards while the pacer is what holds requests back."""
-        if not self.adaptive:
-            return
-        with self._lock:
-            self._window_clean += 1
-            if not slot.held:
-                return
-            if self.slow_start:
-                self.rate += self.SLOW_START_GROWTH
-            else:
-                self.rate += self._step / self.rate
-            self.rate = min(self.rate, self.max_rate)
-
-    def rate_limited(self, slot: Slot | None, retry_after: float | None) -> int | None:
-        """A 429: pause every thread for Retry-After and cut the rate, once per episode.
-
-        Returns the pause this answer started (None if none), for the caller's
-        `reserve(waited_out=...)` once it has slept out Retry-After in its own backoff.
-        """
-        with self._lock:
-            self._cut(slot)
-            if retry_after is None or retry_after <= 0:
-                return None
-            until = self._clock() + min(retry_after, self.max_pause)
-            if until <= self._paused_until:
-                return None  # a longer pause is already in force: this caller waits out the rest
-            self._paused_until = until
-            self._pauses += 1
-            return self._pauses
-
-    def _cut(self, slot: Slot | None) -> None:
-        if not self.adaptive or (slot is not None and slot.sent_at < self._last_cut):
-            return
-        now = self._clock()
-        # Requests not held by the pacer (lone ones, in slow start) may have gone out faster
-        # than the rate: cut from what was really sent then.
-        cut = max(self.rate, self._sending_rate(now)) * self.decrease
-        elapsed = now - self._window_start if self._window_start is not None else 0.0
-        if elapsed >= self.MIN_WINDOW:
-            cut = min(cut, self._window_clean / elapsed)
-        self.rate = min(self.max_rate, max(self.MIN_RATE, cut))
-        self._step = self.PROBE_GROWTH * self.rate
-        self.slow_start = False
-        self._last_cut = now
-        self._window_start, self._window_clean = now, 0
-        self.cuts += 1
-        logger.info("Vapi answered 429: pacing cut to %.1f requests/s", self.rate)
-
-
-class ClientStats:
-    """Thread-safe counters for benchmarks and run summaries; `snapshot()` gives a plain dict."""
-
-    FIELDS = ("requests", "retries", "rate_limited", "retry_wait", "pacing_wait")
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.reset()
-
-    def reset(self) -> None:
-        with self._lock:
-            self.requests = 0  # HTTP attempts sent (including retries)
-            self.retries = 0  # retries scheduled
-            self.rate_limited = 0  # 429 responses seen
-            self.retry_wait = 0.0  # seconds slept in backoff
-            self.pacing_wait = 0.0  # seconds slept by the rate ceiling
-
-    def add(self, **deltas) -> None:
-        with self._lock:
-            for name, delta in deltas.items():
-                setattr(self, name, getattr(self, name) + delta)
-
-    @property
-    def waited(self) -> float:
-        """Total seconds slept, backoff plus pacing."""
-        return self.retry_wait + self.pacing_wait
-
-    def snapshot(self) -> dict:
-        with self._lock:
-            data = {name: getattr(self, name) for name in self.FIELDS}
-        data["waited"] = data["retry_wait"] + data["pacing_wait"]
-        return data
-
-    def __getitem__(self, name):
-        return self.snapshot()[name]
-
-    def __repr__(self):
-        return f"ClientStats({self.snapshot()})"
 
 
 class _BearerAuth(AuthBase):
@@ -434,120 +112,8 @@ class _BearerAuth(AuthBase):
         return "_BearerAuth(<redacted>)"
 
 
-# --- Circuit breaker ----------------------------------------------------------------
-
-CIRCUIT_FAILURES = 2  # transport failures in a row that open the breaker
-
-
-class CircuitBreaker:
-    """Per-process memory of whether Vapi is reachable, shared by every client and thread.
-
-    Closed: calls go through. After `failures` transport failures in a row it opens for
-    `cooldown` seconds, during which `check()` raises for fail-fast callers. When the time is
-    up the next call goes through as a probe; its outcome closes or re-opens the breaker.
-    """
-
-    def __init__(self, base_url: str, *, failures: int = CIRCUIT_FAILURES, clock: Callable[[], float] = time.monotonic):
-        self.base_url = base_url
-        self.failures = failures
-        self._clock = clock
-        self._lock = threading.Lock()
-        self.reset()
-
-    def reset(self) -> None:
-        with self._lock:
-            self._consecutive = 0
-            self._open_until = 0.0
-            self.last_error: str = ""
-            self.last_error_at: datetime | None = None
-            self.last_success_at: datetime | None = None
-
-    def is_open(self) -> bool:
-        with self._lock:
-            return self._clock() < self._open_until
-
-    def check(self, method: str, path: str) -> None:
-        """Raise VapiUnavailable (nothing sent) while the breaker is open."""
-        with self._lock:
-            remaining = self._open_until - self._clock()
-            if remaining <= 0:
-                return
-            error, since = self.last_error, self.last_error_at
-        seen = f" at {since:%H:%M:%S} UTC" if since else ""
-        exc = VapiUnavailable(
-            f"Vapi at {self.base_url} is unreachable (last error{seen}: {error}); not trying again for "
-            f"{remaining:.0f} s. {method} {path} was not sent.",
-            method=method,
-            path=path,
-        )
-        exc._transient = _CONNECT
-        exc.circuit_open = True
-        raise exc
-
-    def record_success(self) -> None:
-        with self._lock:
-            self._consecutive = 0
-            self._open_until = 0.0
-            self.last_success_at = datetime.now(UTC)
-
-    def record_answer(self) -> None:
-        """Vapi answered (even with an error status): it is reachable."""
-        with self._lock:
-            self._consecutive = 0
-            self._open_until = 0.0
-
-    def record_failure(self, message: str, cooldown: float) -> None:
-        with self._lock:
-            self._consecutive += 1
-            self.last_error, self.last_error_at = message, datetime.now(UTC)
-            if cooldown > 0 and self._consecutive >= self.failures:
-                if self._clock() >= self._open_until:
-                    logger.warning("Vapi at %s unreachable; failing fast for %.0f s: %s", self.base_url, cooldown, message)
-                self._open_until = self._clock() + cooldown
-
-    def state(self) -> dict:
-        with self._lock:
-            remaining = max(0.0, self._open_until - self._clock())
-            return {
-                "open": remaining > 0,
-                "retry_in": round(remaining, 1),
-                "last_error": self.last_error,
-                "last_error_at": self.last_error_at,
-                "last_success_at": self.last_success_at,
-            }
-
-
-_breakers: dict[str, CircuitBreaker] = {}
-_breakers_lock = threading.Lock()
-
-
-def circuit_breaker(base_url: str) -> CircuitBreaker:
-    """The process-wide breaker of one Vapi base URL."""
-    key = base_url.rstrip("/")
-    with _breakers_lock:
-        breaker = _breakers.get(key)
-        if breaker is None:
-            breaker = _breakers[key] = CircuitBreaker(key)
-        return breaker
-
-
-def circuit_breakers_reset() -> None:
-    """Forget every breaker's state (tests; a process that knows Vapi is back)."""
-    with _breakers_lock:
-        for breaker in _breakers.values():
-            breaker.reset()
-
 
 # --- The client -------------------------------------------------------------------
-
-# Why an attempt failed, as far as retrying is concerned (set on the raised VapiError).
-_RATE_LIMITED = "rate_limited"  # 429: nothing was applied
-_CONNECT = "connect"  # no connection was made, so the request was never sent
-_SERVER = "server_error"  # 500/502/503/504: may have been applied
-_TIMEOUT = "read_timeout"  # sent, no answer in time: may have been applied
-_DROPPED = "connection_lost"  # connection broke after sending: may have been applied
-_NOT_APPLIED = {_RATE_LIMITED, _CONNECT}
-_UNREACHABLE = {_CONNECT, _TIMEOUT, _DROPPED}  # transport failures: they feed the circuit breaker
 
 _BEARER_RE = re.compile(r"Bearer\s+[^\s\"',;]+", re.IGNORECASE)
 
@@ -755,7 +321,7 @@ class VapiClient:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vapi-client") as pool:
             return list(pool.map(run, items))
 
-    # --- listing --------------------------------------------------------------------
+    # --- listing (see vapisync.listing) -------------------------------------------------
 
     def _iter_list(
         self,
@@ -765,46 +331,10 @@ class VapiClient:
         created_since: datetime | None = None,
         page_size: int = MAX_PAGE_SIZE,
     ) -> Iterator[dict]:
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}")
-        base_params: dict[str, Any] = {"limit": page_size}
-        if updated_since is not None:
-            base_params["updatedAtGt"] = format_vapi_datetime(updated_since)
-        if created_since is not None:
-            base_params["createdAtGe"] = format_vapi_datetime(created_since)
-        seen: set[str] = set()
-        cursor: str | None = None
-        while True:
-            params = dict(base_params)
-            if cursor is not None:
-                params["createdAtLe"] = cursor
-            page = _page_items(self._request("GET", path, params=params), "GET", path)
-            fresh = 0
-            for item in page:
-                if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-                    raise VapiProtocolError(
-                        f"Vapi listed an item without an id in GET {path}: {self._redact(str(item))[:200]}",
-                        method="GET",
-                        path=path,
-                    )
-                if item["id"] in seen:
-                    continue
-                seen.add(item["id"])
-                fresh += 1
-                yield item
-            if len(page) < page_size:
-                return
-            if not fresh:
-                raise VapiProtocolError(
-                    f"Cannot list all of GET {path}: at least {page_size} items share createdAt {cursor}, and "
-                    f"Vapi's v1 list (newest first, createdAt filters, no cursor) cannot page past them "
-                    f"without skipping some. Stopped after {len(seen)} items; the listing is incomplete, "
-                    "so nothing missing from it may be treated as deleted.",
-                    method="GET",
-                    path=path,
-                    details={"createdAt": cursor, "listed": len(seen), "page_size": page_size},
-                )
-            cursor = _oldest_created_at(page, path)
+        return iter_list(
+            self._request, self._redact, path,
+            updated_since=updated_since, created_since=created_since, page_size=page_size,
+        )
 
     # --- one request, with retries ----------------------------------------------------
 
@@ -1047,104 +577,3 @@ class VapiClient:
             return [self._redact(v) for v in value]
         return value
 
-
-# --- small pure helpers -------------------------------------------------------------
-
-
-def _should_retry(method: str, exc: BaseException) -> bool:
-    reason = getattr(exc, "_transient", None)
-    if reason is None:
-        return False
-    if method == "POST":  # no idempotency key: retry only what certainly did not apply
-        return reason in _NOT_APPLIED
-    return True
-
-
-def _is_connect_failure(exc: requests.RequestException) -> bool:
-    """True if the connection was never established, so nothing was sent."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if not isinstance(exc, requests.ConnectionError):
-        return False
-    pending: list[BaseException] = [exc]
-    visited = set()
-    while pending:
-        current = pending.pop()
-        if id(current) in visited:
-            continue
-        visited.add(id(current))
-        if isinstance(current, (NewConnectionError, ConnectTimeoutError)):
-            return True
-        pending.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
-        reason = getattr(current, "reason", None)  # urllib3 MaxRetryError.reason
-        if isinstance(reason, BaseException):
-            pending.append(reason)
-        for linked in (current.__cause__, current.__context__):
-            if linked is not None:
-                pending.append(linked)
-    return False
-
-
-def _error_messages(response: requests.Response, redact: Callable[[Any], Any]) -> tuple[list[str], Any]:
-    """Vapi's error text as a list, from a NestJS body {"message": [..] | "..", "error": ".."} or plain text.
-
-    Everything is redacted before anything is cut to length: cutting first could split the key, and
-    a split key is no longer found by the redaction (the rest of it would reach the run's errors)."""
-    try:
-        body = redact(response.json())
-    except ValueError:
-        text = redact(response.text).strip()[:300]
-        return ([text] if text else []), text
-    messages: list[str] = []
-    if isinstance(body, dict):
-        message = body.get("message")
-        if isinstance(message, list):
-            messages = [str(m) for m in message]
-        elif isinstance(message, str) and message:
-            messages = [message]
-        elif message is not None:
-            messages = [str(message)]
-        if not messages and body.get("error"):
-            messages = [str(body["error"])]
-    elif isinstance(body, str) and body:
-        messages = [body]
-    return messages, body
-
-
-def _page_items(body: Any, method: str, path: str) -> list:
-    """A list page as a list: Vapi answers a plain array or {"results": [...], "metadata": {...}}."""
-    if isinstance(body, list):
-        return body
-    if isinstance(body, dict) and isinstance(body.get("results"), list):
-        return body["results"]
-    raise VapiProtocolError(
-        f"Vapi answered {method} {path} with {type(body).__name__} JSON, expected a list or "
-        '{"results": [...]}' + (f" (keys: {sorted(body)[:10]})" if isinstance(body, dict) else ""),
-        method=method,
-        path=path,
-    )
-
-
-def _oldest_created_at(page: list[dict], path: str) -> str:
-    """The createdAt string (as Vapi wrote it, full precision) of the oldest item on a page."""
-    oldest: tuple[datetime, str] | None = None
-    for item in page:
-        raw = item.get("createdAt")
-        try:
-            when = parse_vapi_datetime(raw)
-        except (TypeError, ValueError):
-            raise VapiProtocolError(
-                f"Vapi listed {path} item {item.get('id')} with createdAt {raw!r}, which is not an ISO date; "
-                "cannot page past it.",
-                method="GET",
-                path=path,
-            ) from None
-        if oldest is None or when < oldest[0]:
-            oldest = (when, raw)
-    return oldest[1]
-
-
-def _item_path(collection: str, object_id: str) -> str:
-    if not isinstance(object_id, str) or not object_id.strip():
-        raise ValueError(f"A Vapi id is required for {collection}/<id>, got {object_id!r}")
-    return f"{collection}/{quote(object_id, safe='')}"

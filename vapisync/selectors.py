@@ -84,7 +84,7 @@ def sync_status_get(*, check_remote: bool = True) -> dict:
 
 def _breaker_state(status: dict, base_url: str) -> None:
     """While this process knows Vapi to be unreachable, say so (with the client's own error)."""
-    from vapisync.client import circuit_breaker
+    from vapisync.breaker import circuit_breaker
 
     state = circuit_breaker(base_url).state()
     if state["last_success_at"] and (not status["vapi_last_ok_at"] or state["last_success_at"] > status["vapi_last_ok_at"]):

@@ -14,7 +14,7 @@ def fresh_process_state():
     breakers) starts empty in every test, as in a newly started process."""
     from django.core.cache import cache
 
-    from vapisync.client import circuit_breakers_reset
+    from vapisync.breaker import circuit_breakers_reset
 
     cache.clear()
     circuit_breakers_reset()

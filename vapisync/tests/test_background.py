@@ -15,7 +15,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from agents.models import Agent
-from vapisync.client import CircuitBreaker, VapiClient, circuit_breaker
+from vapisync.breaker import CircuitBreaker, circuit_breaker
+from vapisync.client import VapiClient
 from vapisync.exceptions import VapiUnavailable
 from vapisync.models import Direction, RunStatus, SyncLock, SyncRun, SyncStatusSnapshot
 from vapisync.services.background import background_join, background_running

@@ -18,14 +18,7 @@ from responses.registries import OrderedRegistry
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from vapi_emulator.faults import TokenBucket
-from vapisync.client import (
-    ClientStats,
-    RequestPacer,
-    VapiClient,
-    format_vapi_datetime,
-    parse_retry_after,
-    strip_server_fields,
-)
+from vapisync.client import VapiClient
 from vapisync.exceptions import (
     VapiAuthError,
     VapiConflict,
@@ -37,6 +30,8 @@ from vapisync.exceptions import (
     VapiUnavailable,
     VapiValidationError,
 )
+from vapisync.pacing import ClientStats, RequestPacer
+from vapisync.vapi_http import format_vapi_datetime, parse_retry_after, strip_server_fields
 
 BASE = "http://vapi.test"
 KEY = "sk-test-0123456789abcdef"

@@ -9,7 +9,7 @@ import pytest
 import responses
 
 from vapi_emulator import VapiEmulator, make_server
-from vapisync.client import VapiClient, format_vapi_datetime
+from vapisync.client import VapiClient
 from vapisync.exceptions import (
     VapiAuthError,
     VapiNotFound,
@@ -18,6 +18,7 @@ from vapisync.exceptions import (
     VapiUnavailable,
     VapiValidationError,
 )
+from vapisync.vapi_http import format_vapi_datetime
 
 BASE = "http://vapi.test"
 KEY = "emu-secret-key-42"
