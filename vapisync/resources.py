@@ -128,6 +128,8 @@ class ResourceSpec:
     # What a person changes that Vapi takes: a save changing one of these puts the record in the outbox.
     tracked_fields: tuple[str, ...]
     new_mapper: Any  # () -> mapper
+    vapi_get: str  # the VapiClient method that reads one document by its Vapi id
+    dashboard_path: str  # https://dashboard.vapi.ai/<dashboard_path>/<vapi id>: the record in Vapi's dashboard
 
     def mapper(self):
         return self.new_mapper()
@@ -137,10 +139,12 @@ REGISTRY: dict[str, ResourceSpec] = {
     Resource.ASSISTANTS: ResourceSpec(
         resource=Resource.ASSISTANTS, public_name="agents", model=Agent, vapi_id_field="vapi_assistant_id",
         tracked_fields=mapping.ASSISTANT_FIELDS, new_mapper=AgentMapper,
+        vapi_get="get_assistant", dashboard_path="assistants",
     ),
     Resource.PHONE_NUMBERS: ResourceSpec(
         resource=Resource.PHONE_NUMBERS, public_name="phone_numbers", model=PhoneNumber, vapi_id_field="vapi_phone_id",
         tracked_fields=("name", "agent_id"), new_mapper=PhoneNumberMapper.current,
+        vapi_get="get_phone_number", dashboard_path="phone-numbers",
     ),
 }
 # Assistants first, so phone numbers can link to them.

@@ -1,17 +1,17 @@
-"""Read-only queries: sync status (database counted now, Vapi from the stored status), health, run history."""
+"""Read-only database queries: sync status (database counted now, Vapi from the stored status), run history,
+conflicts. Nothing here sends a request to Vapi; what does is a service (the health check: services/health.py)."""
 
 from __future__ import annotations
 
-from django.core.cache import cache
-from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
 from globalvoice.tracking import SyncStatus
+from vapisync.breaker import circuit_breaker
 from vapisync.conf import vapi_settings
-from vapisync.exceptions import VapiSyncError
 from vapisync.models import ACTIVE_STATUSES, SyncRecord, SyncRun
 from vapisync.resources import REGISTRY, RESOURCE_ORDER, resource_spec
+from vapisync.services.status import status_max_age, status_snapshot_get
 
 
 def _local_counts(resource: str) -> dict:
@@ -38,8 +38,6 @@ def sync_status_get(*, check_remote: bool = True) -> dict:
     vapisync.services.status), so this never sends a request to Vapi. `snapshot` says when it was
     computed and whether it is still fresh; `vapi_error` is the last check's error, or the client's
     while Vapi is known to be unreachable. `check_remote=False` leaves the Vapi side out."""
-    from vapisync.services.status import status_max_age, status_snapshot_get
-
     conf = vapi_settings()
     now = timezone.now()
     status = {"timestamp": now.isoformat(), "configured": conf.configured, "vapi_error": None,
@@ -83,9 +81,8 @@ def sync_status_get(*, check_remote: bool = True) -> dict:
 
 
 def _breaker_state(status: dict, base_url: str) -> None:
-    """While this process knows Vapi to be unreachable, say so (with the client's own error)."""
-    from vapisync.breaker import circuit_breaker
-
+    """While this process knows Vapi to be unreachable, say so (with the client's own error): the client's
+    in-process circuit breaker, no request."""
     state = circuit_breaker(base_url).state()
     if state["last_success_at"] and (not status["vapi_last_ok_at"] or state["last_success_at"] > status["vapi_last_ok_at"]):
         status["vapi_last_ok_at"] = state["last_success_at"]
@@ -100,53 +97,6 @@ def _run_summary(run: SyncRun | None) -> dict | None:
         "id": run.pk, "direction": run.direction, "status": run.status, "trigger": run.trigger,
         "started_at": run.started_at, "finished_at": run.finished_at, "counts": run.counts,
     }
-
-
-def sync_health_get() -> dict:
-    conf = vapi_settings()
-    result = {"vapi": {"configured": conf.configured, "reachable": None, "base_url": conf.base_url}}
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        result["database"] = {"ok": True}
-    except Exception as exc:
-        result["database"] = {"ok": False, "error": type(exc).__name__}
-    result["broker"] = _broker_health()
-    if conf.configured:
-        cached = cache.get("vapisync:health:reachable")
-        if cached is None:
-            try:
-                from vapisync.services.clients import sync_client
-
-                sync_client(interactive=True).ping()
-                cached = {"reachable": True, "error": None}
-            except VapiSyncError as exc:
-                cached = {"reachable": False, "error": str(exc)}
-            cache.set("vapisync:health:reachable", cached, 15)
-        result["vapi"].update(cached)
-    if not conf.configured:
-        result["status"] = "disabled"
-    elif result["vapi"]["reachable"] and result["database"]["ok"] and result["broker"]["ok"] is not False:
-        result["status"] = "ok"
-    else:
-        result["status"] = "degraded"
-    return result
-
-
-def _broker_health() -> dict:
-    from django.conf import settings
-
-    url = getattr(settings, "CELERY_BROKER_URL", "")
-    if not url:
-        return {"configured": False, "ok": None, "mode": "in-process"}
-    try:
-        from globalvoice.celery import app
-
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-        return {"configured": True, "ok": True, "mode": "worker"}
-    except Exception as exc:
-        return {"configured": True, "ok": False, "mode": "worker", "error": type(exc).__name__}
 
 
 def sync_run_list(*, limit: int | None = None):

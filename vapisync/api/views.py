@@ -23,6 +23,7 @@ from vapisync.models import ChangeAction, Direction, Resource, RunStatus, SyncCh
 from vapisync.resources import RESOURCE_ORDER, resource_spec
 from vapisync.services.conflicts import conflict_resolve
 from vapisync.services.deletions import assistants_delete_request
+from vapisync.services.health import sync_health_check
 from vapisync.services.rollback import sync_run_rollback
 from vapisync.services.runs import runs_reap_interrupted, sync_run_submit
 from vapisync.services.selection import local_ids_check
@@ -269,7 +270,7 @@ class HealthView(SyncAPIView):
         responses={200: HealthSerializer, 503: HealthSerializer, **_errors(401, 403)},
     )
     def get(self, request):
-        data = HealthSerializer(selectors.sync_health_get()).data
+        data = HealthSerializer(sync_health_check()).data
         code = status.HTTP_503_SERVICE_UNAVAILABLE if data["status"] == "degraded" else status.HTTP_200_OK
         return Response(data, status=code)
 

@@ -13,19 +13,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from globalvoice.logging import redact
-from vapisync import mapping
-from vapisync.exceptions import VapiSyncError
-from vapisync.models import Resource, SyncRecord
+from vapisync.client import VapiClient
+from vapisync.exceptions import VapiNotFound, VapiSyncError
+from vapisync.models import SyncRecord
+from vapisync.resources import resource_spec
 
 MASK = "•••••• (hidden)"
 # Key names that carry a credential in Vapi's documents (twilioAuthToken, server.secret, apiKey, authPassword),
 # but not counts or references (maxTokens, credentialId).
 SECRET_KEY = re.compile(r"secret|passw|api_?key|private_?key|authoriz|bearer|signature|token$|credential(?!ids?$)",
                         re.IGNORECASE)
-DASHBOARD_URLS = {
-    Resource.ASSISTANTS: "https://dashboard.vapi.ai/assistants/{}",
-    Resource.PHONE_NUMBERS: "https://dashboard.vapi.ai/phone-numbers/{}",
-}
+DASHBOARD = "https://dashboard.vapi.ai"
 
 
 def mask_secrets(value: Any) -> Any:
@@ -45,11 +43,11 @@ def _is_secret(key, value) -> bool:
 
 
 def dashboard_url(resource: str, vapi_id: str | None) -> str | None:
-    return DASHBOARD_URLS[Resource(resource)].format(vapi_id) if vapi_id else None
+    return f"{DASHBOARD}/{resource_spec(resource).dashboard_path}/{vapi_id}" if vapi_id else None
 
 
 def vapi_id_of(resource: str, obj) -> str | None:
-    return (obj.vapi_assistant_id if resource == Resource.ASSISTANTS else obj.vapi_phone_id) or None
+    return getattr(obj, resource_spec(resource).vapi_id_field) or None
 
 
 def sync_record_get(resource: str, obj) -> SyncRecord | None:
@@ -66,17 +64,6 @@ def stored_vapi_document(resource: str, obj) -> dict | None:
     if record is None or not record.remote:
         return None
     return mask_secrets(record.remote)
-
-
-def local_fields(resource: str, obj) -> dict:
-    if resource == Resource.ASSISTANTS:
-        return mapping.agent_fields(obj)
-    assistant_id = obj.agent.vapi_assistant_id if obj.agent_id and obj.agent else obj.vapi_assistant_id
-    return mapping.phone_local_fields(obj, assistant_id=assistant_id)
-
-
-def vapi_fields(resource: str, document: Mapping) -> dict:
-    return mapping.assistant_fields(document) if resource == Resource.ASSISTANTS else mapping.phone_fields(document)
 
 
 @dataclass
@@ -111,9 +98,7 @@ def record_compare(*, resource: str, obj, client=None) -> Comparison:
     Never raises for Vapi's failures: they end up in `error`, with the local and baseline columns
     still filled. Changes nothing, here or in Vapi.
     """
-    from vapisync.client import VapiClient
-    from vapisync.exceptions import VapiNotFound
-
+    spec = resource_spec(resource)
     vapi_id = vapi_id_of(resource, obj)
     record = sync_record_get(resource, obj)
     baseline = (record.baseline or None) if record else None
@@ -124,14 +109,14 @@ def record_compare(*, resource: str, obj, client=None) -> Comparison:
     else:
         try:
             client = client or VapiClient.from_settings()
-            remote = (client.get_assistant(vapi_id) if resource == Resource.ASSISTANTS
-                      else client.get_phone_number(vapi_id))
+            remote = getattr(client, spec.vapi_get)(vapi_id)
         except VapiNotFound:
             comparison.missing_in_vapi = True
         except VapiSyncError as exc:
             comparison.error = f"Could not read it from Vapi: {redact(str(exc))}"
-    here = local_fields(resource, obj)
-    there = vapi_fields(resource, remote) if remote is not None else None
+    mapper = spec.mapper()
+    here = mapper.local_fields(obj)
+    there = mapper.remote_fields(remote) if remote is not None else None
     for name in here:
         vapi_value = there.get(name) if there is not None else None
         # The baseline holds a field only while both sides agreed on it at the last sync.

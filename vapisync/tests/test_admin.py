@@ -938,7 +938,7 @@ def test_compare_a_phone_number_shows_its_routing_on_both_sides(staff, emulator,
 
 
 def test_a_failed_run_names_untouched_resources_nothing_done():
-    from vapisync import admin_views as views
+    from vapisync import admin_format as views
 
     run = SyncRun(direction=Direction.FULL, trigger="cli", status=RunStatus.FAILED,
                   counts={"assistants": {"failed": 1}, "phone_numbers": {}})

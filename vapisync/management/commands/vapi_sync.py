@@ -43,20 +43,38 @@ import getpass
 import json
 import sys
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, SystemCheckError
 from rest_framework.utils.encoders import JSONEncoder
+from tqdm import tqdm
 
 from vapisync import selectors
+from vapisync.api.serializers import (
+    HealthSerializer,
+    RunDetailSerializer,
+    RunSerializer,
+    RunSummarySerializer,
+    SyncStatusSerializer,
+)
 from vapisync.conf import vapi_settings
 from vapisync.exceptions import (
     NothingToResolve,
     RollbackNotPossible,
     SyncAlreadyRunning,
+    UnknownLocalIds,
     VapiNotConfigured,
     VapiSyncError,
 )
 from vapisync.models import Direction, RunStatus, Trigger
+from vapisync.permissions import user_can_run_sync
 from vapisync.resources import REGISTRY, RESOURCE_ORDER, resource_spec
+from vapisync.services.conflicts import conflict_resolve
+from vapisync.services.deletions import assistants_delete_request
+from vapisync.services.health import sync_health_check
+from vapisync.services.rollback import sync_run_rollback
+from vapisync.services.runs import runs_reap_interrupted, sync_run_start
+from vapisync.services.selection import local_ids_check
+from vapisync.services.status import status_snapshot_refresh
 
 USAGE, FAILED = 2, 1
 # The registry's public names, spelled for a command line ("phone-numbers"), and for its output.
@@ -184,10 +202,6 @@ class Command(BaseCommand):
     def _acting_user(self, username: str | None):
         """The user recorded on the run: --user, else the Django user named like the OS account, else None.
         Either way the project's one rule applies (vapisync.permissions): it must hold vapisync.run_sync."""
-        from django.contrib.auth import get_user_model
-
-        from vapisync.permissions import user_can_run_sync
-
         model = get_user_model()
         if username is not None:
             user = model._default_manager.filter(**{model.USERNAME_FIELD: username}).first()
@@ -205,10 +219,6 @@ class Command(BaseCommand):
     # --- actions --------------------------------------------------------------------------------
 
     def do_status(self, *, local=False, cached=False, **options):
-        from vapisync.api.serializers import SyncStatusSerializer
-        from vapisync.services.runs import runs_reap_interrupted
-        from vapisync.services.status import status_snapshot_refresh
-
         runs_reap_interrupted()
         if not (local or cached) and vapi_settings().configured:
             status_snapshot_refresh(source="check")
@@ -223,9 +233,7 @@ class Command(BaseCommand):
             raise CommandError(f"Vapi could not be read: {data['vapi_error']}", returncode=FAILED)
 
     def do_health(self, **options):
-        from vapisync.api.serializers import HealthSerializer
-
-        data = HealthSerializer(selectors.sync_health_get()).data
+        data = HealthSerializer(sync_health_check()).data
         if self.as_json:
             self._emit(data)
         elif self.verbosity >= 1:
@@ -253,8 +261,6 @@ class Command(BaseCommand):
         self._sync(Direction.FULL, **options)
 
     def _sync(self, direction, *, resource, ids=None, dry_run=False, delta=False, user=None, **options):
-        from vapisync.services.runs import sync_run_start
-
         acting = self._acting_user(user)
         resources = RESOURCE_CHOICES[resource]
         local_ids, vapi_ids = {}, {}
@@ -277,8 +283,6 @@ class Command(BaseCommand):
         self._report_run(run)
 
     def do_runs(self, *, limit, **options):
-        from vapisync.api.serializers import RunSummarySerializer
-
         runs = list(selectors.sync_run_list(limit=limit))
         if self.as_json:
             self._emit(RunSummarySerializer(runs, many=True).data)
@@ -296,8 +300,6 @@ class Command(BaseCommand):
             )
 
     def do_show(self, *, run_id, **options):
-        from vapisync.api.serializers import RunDetailSerializer
-
         run = selectors.sync_run_get(run_id=run_id)
         if run is None:
             raise self._usage(f"There is no sync run {run_id}.")
@@ -309,8 +311,6 @@ class Command(BaseCommand):
             self._print_changes(run, force=True)
 
     def do_rollback(self, *, run_id, user=None, **options):
-        from vapisync.services.rollback import sync_run_rollback
-
         acting = self._acting_user(user)
         self._require_vapi()
         self._report_run(sync_run_rollback(run_id=run_id, trigger=Trigger.CLI, user=acting))
@@ -330,8 +330,6 @@ class Command(BaseCommand):
             self.stdout.write("Resolve with: manage.py vapi_sync resolve agents|phone-numbers ID --keep vapi|local")
 
     def do_resolve(self, *, resource, record_id, keep, user=None, **options):
-        from vapisync.services.conflicts import conflict_resolve
-
         acting = self._acting_user(user)
         engine_resource = RESOURCE_CHOICES[resource][0]
         record = resource_spec(engine_resource).model.objects.filter(pk=record_id).first()
@@ -341,8 +339,6 @@ class Command(BaseCommand):
                                           user=acting))
 
     def do_delete_in_vapi(self, *, vapi_ids, interactive=True, user=None, **options):
-        from vapisync.services.deletions import assistants_delete_request
-
         acting = self._acting_user(user)
         self._require_vapi()
         if interactive and sys.stdin.isatty() and not self.as_json:
@@ -355,9 +351,6 @@ class Command(BaseCommand):
     # --- output ---------------------------------------------------------------------------------
 
     def _parse_ids(self, raw: str, resource: str) -> tuple[list[int], list[str]]:
-        from vapisync.exceptions import UnknownLocalIds
-        from vapisync.services.selection import local_ids_check
-
         items = [part.strip() for part in raw.split(",")]
         if not all(items):
             raise self._usage(f"--ids {raw!r}: empty id (use commas between ids, nothing else).")
@@ -378,8 +371,6 @@ class Command(BaseCommand):
         return _ProgressBar(self.stderr._out)
 
     def _report_run(self, run) -> None:
-        from vapisync.api.serializers import RunSerializer
-
         if self.as_json:
             self._emit(RunSerializer(run).data)
         elif self.verbosity >= 1:
@@ -488,8 +479,6 @@ class _ProgressBar:
         self.bar = None
 
     def __call__(self, state: dict) -> None:
-        from tqdm import tqdm
-
         phase = state.get("phase")
         if phase == "finished":
             return
