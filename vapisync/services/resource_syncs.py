@@ -142,6 +142,16 @@ class AssistantSync(ResourceSync):
                     reason=f"Linked to the agent imported for assistant {phone.vapi_assistant_id}.",
                 )
 
+    def create_document(self, payload: dict) -> dict:
+        return self.client.create_assistant(payload)
+
+    def patch_document(self, vapi_id: str, body: dict) -> dict:
+        return self.client.update_assistant(vapi_id, body)
+
+    def restore_body(self, old: dict, current: dict) -> dict:
+        """PATCH body putting the whole document `old` back over `current` (every top-level key)."""
+        return mapping.changed_top_level(old, current)
+
     def push(self, pair: Pair, fields: dict) -> dict | None:
         body = mapping.assistant_update_payload(fields, pair.remote)
         if not body:
@@ -201,6 +211,17 @@ class PhoneNumberSync(ResourceSync):
 
     def create_remote(self, pair):  # never reached: numbers are bought in Vapi's dashboard
         return None
+
+    def create_document(self, payload: dict) -> dict:
+        raise ValueError("phone numbers are never created in Vapi by this app")
+
+    def patch_document(self, vapi_id: str, body: dict) -> dict:
+        return self.client.update_phone_number(vapi_id, body)
+
+    def restore_body(self, old: dict, current: dict) -> dict:
+        """PATCH body putting back the pushable fields of `old` (a number's identity is Vapi's alone)."""
+        old_fields, now = self.remote_fields(old), self.remote_fields(current)
+        return mapping.phone_update_payload({k: v for k, v in old_fields.items() if now.get(k) != v}, current)
 
     def push(self, pair: Pair, fields: dict) -> dict | None:
         fixed = sorted(set(fields) - set(mapping.PHONE_PUSHABLE))

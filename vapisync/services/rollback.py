@@ -22,9 +22,9 @@ from globalvoice.tracking import SyncStatus
 from vapisync import mapping
 from vapisync.context import sync_writes
 from vapisync.exceptions import RollbackNotPossible, VapiError, VapiNotFound
-from vapisync.models import ChangeAction, Direction, Resource, RunStatus, Side, SyncChange, SyncRecord, SyncRun
+from vapisync.models import ChangeAction, Direction, RunStatus, Side, SyncChange, SyncRecord, SyncRun
 from vapisync.services.history import Recorder
-from vapisync.services.plan import RunOptions, Unfenced
+from vapisync.services.plan import Pair, RunOptions, Unfenced
 from vapisync.services.resource_syncs import RESOURCE_SYNCS
 from vapisync.services.runs import sync_run_start, sync_run_submit
 from vapisync.services.seams import seam
@@ -74,8 +74,8 @@ class _Undo:
         self.run, self.client, self.recorder, self.lease = run, client, recorder, lease
         options = RunOptions(pull=True, push=True, dry_run=False, policy="manual", lease=lease)
         self.adapters = {}
-        for resource in (Resource.ASSISTANTS, Resource.PHONE_NUMBERS):
-            adapter = RESOURCE_SYNCS[resource](client=client, options=options, recorder=recorder)
+        for resource, sync_class in RESOURCE_SYNCS.items():
+            adapter = sync_class(client=client, options=options, recorder=recorder)
             adapter.prepare()
             self.adapters[resource] = adapter
         self._routed: dict[str, str] | None = None
@@ -186,7 +186,7 @@ class _Undo:
             self.require_remote(change, current, after.get("remote_sha"))
         if not restore and "agent" not in change.diff:
             return
-        if change.resource == Resource.PHONE_NUMBERS and "agent" in change.diff and not restore:
+        if "agent" in change.diff and not restore:
             # A link made by an import: undoing it unlinks the number here only (Vapi never changed).
             with transaction.atomic(), sync_writes():
                 obj = self.lock_local(change)
@@ -219,7 +219,8 @@ class _Undo:
 
     def undo_remote_delete(self, change, before, after):
         payload = before.get("remote")
-        if not payload or change.resource != Resource.ASSISTANTS:
+        adapter = self.adapters[change.resource]
+        if not payload or not adapter.can_create_remote:
             raise RollbackNotPossible("no copy of the deleted item was kept")
         record = SyncRecord.objects.filter(resource=change.resource, vapi_id=change.vapi_id).first()
         if record is not None and record.remote_deleted_at is None:
@@ -227,8 +228,7 @@ class _Undo:
         if self.get_remote(change) is not None:
             raise RollbackNotPossible("it exists in Vapi again")
         self.lease.check()
-        created = self.client.create_assistant(payload)
-        adapter = self.adapters[change.resource]
+        created = adapter.create_document(payload)
         with transaction.atomic(), sync_writes():
             self.lease.check_in_transaction()
             if record is not None:
@@ -252,9 +252,9 @@ class _Undo:
                     after={"remote": created, "version": obj.version if obj is not None else None})
 
     def undo_remote_create(self, change, before, after):
-        if change.resource != Resource.ASSISTANTS:
-            raise RollbackNotPossible("phone numbers are never created in Vapi by this app")
         adapter = self.adapters[change.resource]
+        if not adapter.can_create_remote:
+            raise RollbackNotPossible("this app never creates these in Vapi")
         current = self.get_remote(change)
         if current is None:
             raise RollbackNotPossible("Vapi no longer has it")
@@ -285,14 +285,8 @@ class _Undo:
         self.require_version(change, obj, after)
         old = before.get("remote") or {}
         self.lease.check()
-        if change.resource == Resource.ASSISTANTS:
-            body = mapping.changed_top_level(old, current)
-            restored = self.client.update_assistant(change.vapi_id, body) if body else current
-        else:
-            old_fields = adapter.remote_fields(old)
-            body_fields = {k: v for k, v in old_fields.items() if adapter.remote_fields(current).get(k) != v}
-            body = mapping.phone_update_payload(body_fields, current)
-            restored = self.client.update_phone_number(change.vapi_id, body) if body else current
+        body = adapter.restore_body(old, current)
+        restored = adapter.patch_document(change.vapi_id, body) if body else current
         self.record(change, ChangeAction.UPDATE, Side.VAPI, before={"remote": current},
                     after={"remote": restored, "version": obj.version if obj is not None else None},
                     diff=mapping.diff(adapter.remote_fields(current), adapter.remote_fields(restored)))
@@ -304,17 +298,12 @@ class _Undo:
     # -- writes shared by the undo steps ------------------------------------------------
     def push_fields(self, change: SyncChange, current: dict, fields: dict) -> dict:
         adapter = self.adapters[change.resource]
-        if change.resource == Resource.PHONE_NUMBERS:
-            fixed = sorted(set(fields) - {"name", "assistant_id", "agent"})
-            if fixed:
-                raise RollbackNotPossible(f"{', '.join(fixed)} can only be changed in Vapi's dashboard")
-            body = mapping.phone_update_payload(fields, current)
-            send = self.client.update_phone_number
-        else:
-            body = mapping.assistant_update_payload(fields, current)
-            send = self.client.update_assistant
+        obj = adapter.model.objects.filter(pk=change.local_id).first()
         self.lease.check()
-        restored = send(change.vapi_id, body) if body else current
+        try:  # the resource's own push: what Vapi cannot take (a number's identity) is refused with a reason
+            restored = adapter.push(Pair(local=obj, remote=current, record=None), fields)
+        except ValueError as exc:
+            raise RollbackNotPossible(str(exc)) from exc
         self.record(change, ChangeAction.UPDATE, Side.VAPI, before={"remote": current},
                     after={"remote": restored}, diff=mapping.diff(adapter.remote_fields(current), adapter.remote_fields(restored)))
         return restored
