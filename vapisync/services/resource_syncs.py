@@ -110,8 +110,13 @@ class AssistantSync(ResourceSync):
             marker = self.secondary_key_of_doc(doc)
             if marker and marker not in by_secondary and doc["id"] not in records:
                 unmatched[marker] = doc
-        self.deleted_markers = dict(
-            DeletedMarker.objects.filter(marker__in=list(unmatched)).values_list("marker", "local_id")) if unmatched else {}
+        self.deleted_markers = {}
+        if not unmatched or not DeletedMarker.objects.exists():
+            return
+        markers = list(unmatched)
+        for start in range(0, len(markers), 900):  # SQLite's limit on query parameters
+            self.deleted_markers.update(DeletedMarker.objects.filter(marker__in=markers[start:start + 900])
+                                        .values_list("marker", "local_id"))
 
     def deleted_before_linked(self, doc):
         marker = self.secondary_key_of_doc(doc)
