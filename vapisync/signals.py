@@ -35,8 +35,9 @@ def agent_tombstone(sender, instance: Agent, **kwargs):
     """Keep the link as a tombstone, so no import brings the deleted agent back; an agent not linked
     yet leaves its create marker instead (a create of it may have reached Vapi unrecorded)."""
     _tombstone(Resource.ASSISTANTS, instance.pk, instance.vapi_assistant_id)
-    if not instance.vapi_assistant_id:
-        DeletedMarker.objects.get_or_create(marker=str(instance.uuid), defaults={"local_id": instance.pk})
+    # Its create marker too: any copy of it that turns up in Vapi later (an unrecorded create, a rollback
+    # re-creating a deleted assistant) is a tombstone, never imported as a new agent.
+    DeletedMarker.objects.get_or_create(marker=str(instance.uuid), defaults={"local_id": instance.pk})
 
 
 @receiver(post_delete, sender=PhoneNumber, dispatch_uid="vapisync_phone_tombstone")

@@ -227,13 +227,24 @@ class _Undo:
             raise RollbackNotPossible("it exists in Vapi again")
         if self.get_remote(change) is not None:
             raise RollbackNotPossible("it exists in Vapi again")
+        linked = adapter.model.objects.filter(pk=change.local_id).values_list(adapter.vapi_id_field, flat=True).first()
+        if linked:
+            raise RollbackNotPossible(f"its record here is linked to another copy in Vapi now ({linked})")
         self.lease.check()
         created = adapter.create_document(payload)
         with transaction.atomic(), sync_writes():
             self.lease.check_in_transaction()
+            gone_here = bool(change.local_id) and not adapter.model.objects.filter(pk=change.local_id).exists()
             if record is not None:
-                SyncRecord.objects.filter(pk=record.pk).update(vapi_id=created["id"], remote=created, remote_deleted_at=None,
-                                                              remote_updated_at=mapping.remote_updated_at(created))
+                SyncRecord.objects.filter(pk=record.pk).update(
+                    vapi_id=created["id"], remote=created, remote_deleted_at=None,
+                    remote_updated_at=mapping.remote_updated_at(created),
+                    local_deleted_at=(record.local_deleted_at or self.now) if gone_here else record.local_deleted_at)
+            elif gone_here:
+                # Its record was deleted here: the copy re-created in Vapi is "deleted here, still in Vapi".
+                SyncRecord.objects.create(resource=change.resource, vapi_id=created["id"], local_id=change.local_id,
+                                          remote=created, remote_updated_at=mapping.remote_updated_at(created),
+                                          local_deleted_at=self.now)
             obj = adapter.model.objects.select_for_update().filter(pk=change.local_id).first() if change.local_id else None
             if obj is not None and not getattr(obj, adapter.vapi_id_field):
                 # Its record is still here, unlinked: link it again, truthfully.
@@ -268,7 +279,11 @@ class _Undo:
         self.client.delete_assistant(change.vapi_id)
         with transaction.atomic(), sync_writes():
             self.lease.check_in_transaction()
-            SyncRecord.objects.filter(resource=change.resource, vapi_id=change.vapi_id).delete()
+            records = SyncRecord.objects.filter(resource=change.resource, vapi_id=change.vapi_id)
+            if obj is None:  # deleted here too: keep the tombstone, now "deleted on both sides"
+                records.update(remote_deleted_at=self.now)
+            else:
+                records.delete()
             if obj is not None:
                 adapter.model.objects.filter(pk=obj.pk, **{adapter.vapi_id_field: change.vapi_id}).update(
                     **{adapter.vapi_id_field: None}, sync_status=SyncStatus.LOCAL_ONLY, sync_error="", last_synced_at=None)

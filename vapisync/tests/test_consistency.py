@@ -364,6 +364,40 @@ def test_5e_rollback_of_an_import_update_restores_both_sides_and_stays_undone(em
     assert remote_writes(emulator) == 0 and agent.first_message == doc["firstMessage"]
 
 
+def test_5_undoing_the_undo_of_an_export_keeps_an_agent_deleted_since_deleted(emulator, vapi_client):
+    # Found by the state machine: export, agent deleted here, export rolled back (the assistant goes),
+    # then that rollback rolled back: the re-created assistant must stay "deleted here", not come back.
+    agent = Agent.objects.create(name="Short-lived")
+    exported = run(vapi_client, Direction.EXPORT)
+    Agent.objects.get(pk=agent.pk).delete()
+    undo = sync_run_rollback(run_id=exported.pk, trigger="cli", client=vapi_client)
+    assert undo.status == RunStatus.SUCCEEDED, undo.errors
+    assert not emulator.assistants
+
+    redo = sync_run_rollback(run_id=undo.pk, trigger="cli", client=vapi_client)
+    assert redo.status == RunStatus.SUCCEEDED, redo.errors
+    [assistant_id] = emulator.assistants
+    run(vapi_client, Direction.FULL)
+    assert not Agent.objects.exists()
+    record = SyncRecord.objects.get(vapi_id=assistant_id)
+    assert record.local_deleted_at is not None and record.remote_deleted_at is None  # "deleted here, still in Vapi"
+
+
+def test_5_undoing_a_deletion_never_makes_a_second_copy_of_an_agent_linked_again(emulator, vapi_client):
+    # Found by the state machine: an export's create rolled back, the agent pushed again (a new copy),
+    # then the rollback rolled back: re-creating the first copy would give the agent two assistants.
+    agent = Agent.objects.create(name="Pushed twice")
+    exported = run(vapi_client, Direction.EXPORT)
+    undo = sync_run_rollback(run_id=exported.pk, trigger="cli", client=vapi_client)
+    run(vapi_client, Direction.EXPORT)
+    agent.refresh_from_db()
+
+    redo = sync_run_rollback(run_id=undo.pk, trigger="cli", client=vapi_client)
+
+    assert redo.status == RunStatus.PARTIAL and "linked to another copy" in redo.errors[0]["message"]
+    assert list(emulator.assistants) == [agent.vapi_assistant_id]
+
+
 # --- 6, 7. A person acts while a push is in flight -----------------------------------------------------
 
 
