@@ -16,6 +16,9 @@ def automatic_client(*, in_process: bool) -> VapiClient:
     """For the automatic sync. In-process it runs inside a person's request: fail fast and leave the
     rest to a later sweep; a worker has time for the usual retries."""
     if in_process:
+        # The person's budget: short timeouts, and at once while Vapi is known to be unreachable (the
+        # circuit breaker); one quick retry for a rate limit or a blip.
         conf = vapi_settings()
-        return sync_client(max_retries=min(conf.max_retries, 1), max_retry_wait=min(conf.max_retry_wait, 2.0))
+        return sync_client(interactive=True, max_retries=min(conf.max_retries, 1),
+                           max_retry_wait=min(conf.max_retry_wait, 2.0))
     return sync_client()
