@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import responses
+from django.test import override_settings
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -90,15 +91,17 @@ class SyncWorld(RuleBasedStateMachine):
         self.edit_runs: dict[tuple[str, str], int] = {}  # the newest run id when the edit was made
 
     def teardown(self):
+        if getattr(self, "policy_override", None) is not None:
+            self.policy_override.disable()
         self.rsps.stop()
         self.rsps.reset()
         self.client.close()
 
-    django_settings = None  # pytest-django's `settings` fixture, set by the test: restored afterwards
-
     @initialize(policy=st.sampled_from(["vapi_wins", "manual", "local_wins"]))
     def choose_policy(self, policy):
-        self.django_settings.VAPI_SYNC_CONFLICT_POLICY = policy
+        # Undone in teardown: thousands of examples must not stack settings overrides.
+        self.policy_override = override_settings(VAPI_SYNC_CONFLICT_POLICY=policy)
+        self.policy_override.enable()
         self.policy = policy
 
     # -- helpers ---------------------------------------------------------------------------
@@ -304,7 +307,6 @@ class SyncWorld(RuleBasedStateMachine):
 @pytest.mark.django_db
 def test_no_interleaving_loses_duplicates_or_silently_overwrites(settings):
     settings.VAPI_SYNC_RECHECK_SECONDS = 0.0  # check Vapi before every chunk of writes
-    SyncWorld.django_settings = settings
     run_state_machine_as_test(
         SyncWorld,
         settings=settings_for_machine(),
