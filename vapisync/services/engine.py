@@ -85,6 +85,7 @@ class ResourceSync(LocalWrites, RemoteWrites):
     def create_remote(self, pair: Pair) -> dict | None: raise NotImplementedError
     def create_document(self, payload: dict) -> dict: raise NotImplementedError
     def patch_document(self, vapi_id: str, body: dict) -> dict: raise NotImplementedError
+    def delete_document(self, vapi_id: str) -> dict: raise NotImplementedError
     def restore_body(self, old: dict, current: dict) -> dict: raise NotImplementedError
     def prepare(self): self.mapper = self.new_mapper()
     def after_local_creates(self, pairs: list[Pair]) -> None: pass

@@ -153,6 +153,9 @@ class AssistantSync(ResourceSync):
     def patch_document(self, vapi_id: str, body: dict) -> dict:
         return self.client.update_assistant(vapi_id, body)
 
+    def delete_document(self, vapi_id: str) -> dict:
+        return self.client.delete_assistant(vapi_id)
+
     def restore_body(self, old: dict, current: dict) -> dict:
         """PATCH body putting the whole document `old` back over `current` (every top-level key)."""
         return mapping.changed_top_level(old, current)
@@ -222,6 +225,9 @@ class PhoneNumberSync(ResourceSync):
 
     def patch_document(self, vapi_id: str, body: dict) -> dict:
         return self.client.update_phone_number(vapi_id, body)
+
+    def delete_document(self, vapi_id: str) -> dict:
+        raise ValueError("phone numbers are never deleted or released in Vapi by this app")
 
     def restore_body(self, old: dict, current: dict) -> dict:
         """PATCH body putting back the pushable fields of `old` (a number's identity is Vapi's alone)."""

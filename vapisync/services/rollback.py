@@ -262,21 +262,27 @@ class _Undo:
         self.record(change, ChangeAction.CREATE, Side.VAPI, vapi_id=created["id"],
                     after={"remote": created, "version": obj.version if obj is not None else None})
 
-    def undo_remote_create(self, change, before, after):
+    def unchanged_since(self, change, after):
+        """(adapter, Vapi's document now, the local record or None), once both sides are checked to be
+        exactly as the run left them."""
         adapter = self.adapters[change.resource]
-        if not adapter.can_create_remote:
-            raise RollbackNotPossible("this app never creates these in Vapi")
         current = self.get_remote(change)
         if current is None:
             raise RollbackNotPossible("Vapi no longer has it")
         self.require_remote(change, current, mapping.document_hash(after.get("remote")))
         obj = adapter.model.objects.filter(pk=change.local_id).first()
         self.require_version(change, obj, after)
+        return adapter, current, obj
+
+    def undo_remote_create(self, change, before, after):
+        if not self.adapters[change.resource].can_create_remote:
+            raise RollbackNotPossible("this app never creates these in Vapi")
+        adapter, current, obj = self.unchanged_since(change, after)
         if change.vapi_id in self.routed():
             raise RollbackNotPossible(f"Vapi number {self.routed()[change.vapi_id]} routes calls to it; "
                                       "not deleted (move the number to another assistant first)")
         self.lease.check()
-        self.client.delete_assistant(change.vapi_id)
+        adapter.delete_document(change.vapi_id)
         with transaction.atomic(), sync_writes():
             self.lease.check_in_transaction()
             records = SyncRecord.objects.filter(resource=change.resource, vapi_id=change.vapi_id)
@@ -284,20 +290,13 @@ class _Undo:
                 records.update(remote_deleted_at=self.now)
             else:
                 records.delete()
-            if obj is not None:
                 adapter.model.objects.filter(pk=obj.pk, **{adapter.vapi_id_field: change.vapi_id}).update(
                     **{adapter.vapi_id_field: None}, sync_status=SyncStatus.LOCAL_ONLY, sync_error="", last_synced_at=None)
         self.record(change, ChangeAction.DELETE, Side.VAPI, before={"remote": current}, after=None)
 
     def undo_remote_update(self, change, before, after):
         """A push changed Vapi: put the old document back in Vapi and the old values here."""
-        adapter = self.adapters[change.resource]
-        current = self.get_remote(change)
-        if current is None:
-            raise RollbackNotPossible("Vapi no longer has it")
-        self.require_remote(change, current, mapping.document_hash(after.get("remote")))
-        obj = adapter.model.objects.filter(pk=change.local_id).first()
-        self.require_version(change, obj, after)
+        adapter, current, obj = self.unchanged_since(change, after)
         old = before.get("remote") or {}
         self.lease.check()
         body = adapter.restore_body(old, current)
