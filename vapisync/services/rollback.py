@@ -228,6 +228,10 @@ class _Undo:
         if self.get_remote(change) is not None:
             raise RollbackNotPossible("it exists in Vapi again")
         linked = adapter.model.objects.filter(pk=change.local_id).values_list(adapter.vapi_id_field, flat=True).first()
+        # Another copy for the same record, linked or kept as "deleted here, still in Vapi".
+        linked = linked or SyncRecord.objects.filter(
+            resource=change.resource, local_id=change.local_id, remote_deleted_at__isnull=True,
+        ).exclude(vapi_id=change.vapi_id).values_list("vapi_id", flat=True).first() if change.local_id else linked
         if linked:
             raise RollbackNotPossible(f"its record here is linked to another copy in Vapi now ({linked})")
         self.lease.check()

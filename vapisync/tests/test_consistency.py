@@ -398,6 +398,21 @@ def test_5_undoing_a_deletion_never_makes_a_second_copy_of_an_agent_linked_again
     assert list(emulator.assistants) == [agent.vapi_assistant_id]
 
 
+def test_5_undoing_a_deletion_makes_no_second_copy_of_an_agent_deleted_since(emulator, vapi_client):
+    # Found by the state machine: as above, but the agent was deleted here after its second push, so its
+    # second copy is kept as "deleted here, still in Vapi": re-creating the first would make two.
+    agent = Agent.objects.create(name="Pushed twice, then deleted")
+    exported = run(vapi_client, Direction.EXPORT)
+    undo = sync_run_rollback(run_id=exported.pk, trigger="cli", client=vapi_client)
+    run(vapi_client, Direction.EXPORT)
+    Agent.objects.get(pk=agent.pk).delete()
+
+    redo = sync_run_rollback(run_id=undo.pk, trigger="cli", client=vapi_client)
+
+    assert redo.status == RunStatus.PARTIAL and "linked to another copy" in redo.errors[0]["message"]
+    assert len(emulator.assistants) == 1
+
+
 # --- 6, 7. A person acts while a push is in flight -----------------------------------------------------
 
 
