@@ -1,6 +1,9 @@
 """Test data, constants and small steps the sync tests share (fixtures live in conftest.py; this is a
 plain module, so test files import it instead of each other)."""
 
+import contextlib
+import threading
+
 from agents.models import Agent
 from vapisync.models import Direction
 from vapisync.services.runs import sync_run_start
@@ -49,3 +52,20 @@ def linked_agent(emulator, vapi_client):
     remote = make_assistant(emulator, "Support")
     run(vapi_client, Direction.IMPORT)
     return Agent.objects.get(), remote
+
+
+@contextlib.contextmanager
+def emulator_served(*, api_key: str, random_seed: int):
+    """The emulator on a real loopback port, for tests whose Vapi client lives in another process
+    (a Celery worker, gunicorn, a shell command): yields (emulator, base URL)."""
+    from vapi_emulator import VapiEmulator, make_server
+
+    emulator = VapiEmulator(api_key=api_key, random_seed=random_seed)
+    server = make_server(emulator, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield emulator, f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()

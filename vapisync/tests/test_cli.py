@@ -11,7 +11,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,11 +21,10 @@ from django.db import connection
 from agents.models import Agent
 from globalvoice.tracking import SyncStatus
 from phonenumbers_app.models import PhoneNumber
-from vapi_emulator import VapiEmulator, make_server
 from vapisync.models import Direction, SyncChange, SyncRun
 from vapisync.services.runs import sync_run_create
 
-from .factories import make_assistant
+from .factories import emulator_served, make_assistant
 
 pytestmark = pytest.mark.django_db
 
@@ -287,15 +285,8 @@ def test_status_compares_now_or_shows_the_stored_comparison(emulator):
 
 @pytest.fixture
 def served_emulator():
-    emulator = VapiEmulator(api_key="cli-test-key", random_seed=3)
-    server = make_server(emulator, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield emulator, f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with emulator_served(api_key="cli-test-key", random_seed=3) as served:
+        yield served
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ no assistant created twice.
 import os
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -21,11 +20,11 @@ from django.db import connection
 from django.test import Client
 
 from agents.models import Agent
-from vapi_emulator import VapiEmulator, make_server
 from vapisync import mapping
 from vapisync.client import VapiClient
 from vapisync.models import Direction, RunStatus, SyncRun
 from vapisync.services.runs import sync_run_start
+from vapisync.tests.factories import emulator_served
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -47,15 +46,8 @@ def wait_until(condition, *, timeout: float, every: float = 0.1):
 
 @pytest.fixture
 def served_emulator():
-    emulator = VapiEmulator(api_key=API_KEY, random_seed=5)
-    server = make_server(emulator, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield emulator, f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with emulator_served(api_key=API_KEY, random_seed=5) as served:
+        yield served
 
 
 def _database_url() -> str:

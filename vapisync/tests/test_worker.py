@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -23,10 +22,10 @@ from kombu import pools as kombu_pools
 from agents.models import Agent
 from globalvoice.celery import app as celery_app
 from globalvoice.tracking import SyncStatus
-from vapi_emulator import VapiEmulator, make_server
 from vapisync import mapping
 from vapisync.models import SyncRun, Trigger
 from vapisync.tasks import pending_reconcile_task
+from vapisync.tests.factories import emulator_served
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -61,15 +60,8 @@ def redis_url():
 
 @pytest.fixture
 def served_emulator():
-    emulator = VapiEmulator(api_key=API_KEY, random_seed=11)
-    server = make_server(emulator, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield emulator, f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with emulator_served(api_key=API_KEY, random_seed=11) as served:
+        yield served
 
 
 @pytest.fixture
