@@ -8,7 +8,6 @@ import jsonschema
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.core.cache import cache
 from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -53,14 +52,6 @@ RESOURCE_ENDPOINTS = [  # path, direction, resource
 
 
 # --- Fixtures and helpers ----------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    """Throttle history and the cached Vapi health probe must not leak between tests."""
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def _user(username, *perms, is_staff=False):

@@ -4,7 +4,6 @@ are not E.164, and write answers that show what the automatic push left. Vapi is
 import json
 
 import pytest
-from django.core.cache import cache
 
 from agents.models import Agent
 from globalvoice.tracking import SyncStatus
@@ -18,11 +17,6 @@ pytestmark = pytest.mark.django_db
 
 SYNC = "/api/vapi-sync/"
 SECRET = "test-webhook-secret"  # globalvoice.settings_test
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()  # throttle history
 
 
 # --- Control characters in ids on sync triggers -------------------------------------------------------

@@ -7,7 +7,6 @@ import json
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
@@ -23,13 +22,6 @@ pytestmark = pytest.mark.django_db
 
 SYNC = "/api/vapi-sync/"
 ADMIN_RUN = "/admin/vapisync/sync/run/"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def make_user(username, *perms, is_staff=False):
