@@ -14,6 +14,7 @@ from vapisync import mapping
 from vapisync.context import sync_writes
 from vapisync.drift import baseline_after
 from vapisync.models import ChangeAction, Side, SyncRecord
+from vapisync.services.bulk_insert import insert_instances
 from vapisync.services.history import BATCH_SIZE, error_text
 from vapisync.services.plan import Pair, PlannedWrite, Write
 from vapisync.services.seams import seam
@@ -94,7 +95,7 @@ class LocalWrites:
             obj = self.new_local(write.pair.remote, write.pair.remote_fields)
             obj.sync_status, obj.last_synced_at, obj.sync_error = SyncStatus.SYNCED, self.now, ""
             objs.append(obj)
-        created = self.model.objects.bulk_create(objs, batch_size=BATCH_SIZE)
+        created = insert_instances(objs)
         records = []
         for write, obj in zip(batch, created, strict=True):
             pair = write.pair
@@ -146,11 +147,11 @@ class LocalWrites:
             vapi_id=pair.remote["id"] if pair.remote else getattr(pair.local, self.vapi_id_field),
             label=self.label_of(pair.local, pair.remote),
             before={"local": before} if before is not None else None,
-            # What rollback checks before undoing: the record's version and Vapi's whole document.
-            after={"local": after, "version": pair.local.version,
-                   # Only an undone update touches Vapi (restoring the old values there too).
-                   "remote_sha": mapping.document_hash(pair.remote) if pair.remote and action == ChangeAction.UPDATE
-                   else None},
+            # What rollback checks before undoing: the record's version and, for an update (whose undo
+            # restores the old values in Vapi too), Vapi's whole document. A create's values are its diff.
+            after={"version": pair.local.version} if action == ChangeAction.CREATE else
+            {"local": after, "version": pair.local.version,
+             "remote_sha": mapping.document_hash(pair.remote) if pair.remote and action == ChangeAction.UPDATE else None},
             diff={**mapping.diff(before or {}, after or {}), **(extra_diff or {})},
         )
 
@@ -182,7 +183,7 @@ class LocalWrites:
         new = [r for r in records if r.pk is None]
         old = [r for r in records if r.pk is not None]
         if new:
-            SyncRecord.objects.bulk_create(new, batch_size=BATCH_SIZE)
+            insert_instances(new)
         if old:
             SyncRecord.objects.bulk_update(
                 old, ["vapi_id", "local_id", "baseline", "remote", "remote_updated_at", "synced_at",

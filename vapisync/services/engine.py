@@ -185,7 +185,7 @@ class ResourceSync(LocalWrites, RemoteWrites):
         for doc in docs:
             record = records.get(doc["id"])
             local = by_vapi_id.get(doc["id"])
-            if local is None:
+            if local is None and by_secondary:
                 key = self.secondary_key_of_doc(doc)
                 local = by_secondary.pop(key, None) if key else None
             if local is None and record is not None and record.local_id is not None:

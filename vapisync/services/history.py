@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
+from django.utils import timezone
 
 from vapisync.exceptions import VapiSyncError
 from vapisync.models import ChangeAction, SyncChange, SyncRun
+from vapisync.services.bulk_insert import insert_rows
 from vapisync.services.locks import LeaseLost
 
 BATCH_SIZE = 500
+_CHANGE_COLUMNS = ("run", "resource", "action", "side", "local_id", "vapi_id", "label", "before", "after", "diff",
+                  "reason", "error", "created_at")
 COUNT_KEYS = ("created", "updated", "unchanged", "deleted", "conflicts", "failed", "skipped")
 _COUNT_OF_ACTION = {
     ChangeAction.CREATE: "created",
@@ -33,7 +37,7 @@ class Recorder:
         self.counts: dict[str, Counter] = defaultdict(Counter)  # resource -> action count
         self.errors: list[dict] = []
         self.plan: list[dict] = []
-        self._pending: list[SyncChange] = []
+        self._pending: list[tuple] = []  # SyncChange rows in the order of _CHANGE_COLUMNS, less created_at
         # resource -> {"vapi": count, "would_change": {...}}: what a full sync would still do, from runs
         # that listed all of Vapi (vapisync.services.status stores it).
         self.status_after: dict[str, dict] = {}
@@ -56,16 +60,16 @@ class Recorder:
                  "label": label, "diff": diff or {}, "reason": reason or error}
             )
             return
-        self._pending.append(
-            SyncChange(run=self.run, resource=resource, action=action, side=side, local_id=local_id, vapi_id=vapi_id,
-                       label=label[:255], before=before, after=after, diff=diff or {}, reason=reason, error=error)
-        )
+        self._pending.append((self.run.pk, resource, action, side, local_id, vapi_id, label[:255], before, after,
+                              diff or {}, reason, error))
         if len(self._pending) >= BATCH_SIZE:
             self.flush()
 
     def flush(self) -> None:
         if self._pending:
-            SyncChange.objects.bulk_create(self._pending, batch_size=BATCH_SIZE)
+            now = timezone.now()
+            with transaction.atomic():  # one commit for the lot, not one per row (SQLite autocommits each)
+                insert_rows(SyncChange, _CHANGE_COLUMNS, [(*row, now) for row in self._pending])
             self._pending = []
 
     def counts_json(self, resources) -> dict:

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import timedelta
 
 from globalvoice.tracking import SyncStatus
-from vapisync.models import Direction, Resource, RunStatus, SyncRecord, SyncRun, WebhookEvent
+from vapisync.models import Direction, Resource, RunStatus, SyncRun, WebhookEvent
 from vapisync.resources import REGISTRY
 from vapisync.services import dispatch
 
@@ -35,7 +34,6 @@ SYNC_COLUMNS = {
     resource: (spec.vapi_id_field, "sync_status", "sync_error", "last_synced_at") for resource, spec in REGISTRY.items()
 }
 PUSH_DIRECTIONS = (Direction.EXPORT, Direction.FULL, Direction.RESOLVE)
-CHANGED_DURING_RUN_MARGIN = timedelta(minutes=2)  # a save's updated_at is taken before its commit
 MAX_ERROR_LENGTH = 2000
 
 
@@ -124,15 +122,12 @@ def run_finished(run: SyncRun) -> None:
 
 
 def run_settle(run: SyncRun) -> list[str]:
-    """Put back in the outbox what a finished run failed to push for a reason that may pass, and
-    what was saved while it ran. Returns the retryable failure messages."""
+    """Put back in the outbox what a finished run failed to push for a reason that may pass. (What
+    was saved while it ran is still pending: every status the run writes is a compare-and-set on the
+    version it read, see vapisync.services.apply_local.) Returns the retryable failure messages."""
     if run.dry_run or run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
         return []
-    retryable = []
-    if run.direction in PUSH_DIRECTIONS:
-        retryable = _requeue_retryable_failures(run)
-    _pending_again_if_changed(run)
-    return retryable
+    return _requeue_retryable_failures(run) if run.direction in PUSH_DIRECTIONS else []
 
 
 def _requeue_retryable_failures(run: SyncRun) -> list[str]:
@@ -164,33 +159,3 @@ def _requeue_retryable_failures(run: SyncRun) -> list[str]:
         rows.filter(updated_at__lt=run.started_at or run.created_at).update(
             sync_status=SyncStatus.PENDING if retryable else SyncStatus.ERROR, sync_error=message[:MAX_ERROR_LENGTH])
     return messages
-
-
-def _pending_again_if_changed(run: SyncRun) -> None:
-    """A person's save that landed while the run was busy with the record may have had its marker
-    overwritten by the run's status bookkeeping. Records saved since the run started that are
-    marked in sync but no longer match their baseline go back to the outbox."""
-    started = run.started_at or run.created_at
-    for resource in run.resources or []:
-        spec = REGISTRY.get(resource)
-        if spec is None:
-            continue
-        candidates = list(
-            spec.model.objects.filter(sync_status=SyncStatus.SYNCED, created_at__lt=started,
-                                      updated_at__gte=started - CHANGED_DURING_RUN_MARGIN)
-        )
-        if not candidates:
-            continue
-        mapper = spec.mapper()
-        vapi_id_of = {c.pk: getattr(c, spec.vapi_id_field) for c in candidates}
-        baselines = dict(
-            SyncRecord.objects.filter(resource=resource, vapi_id__in=vapi_id_of.values()).values_list("vapi_id", "baseline")
-        )
-        stale = [
-            c.pk for c in candidates
-            if vapi_id_of[c.pk] in baselines and mapper.local_fields(c) != baselines[vapi_id_of[c.pk]]
-        ]
-        if stale:
-            spec.model.objects.filter(pk__in=stale, sync_status=SyncStatus.SYNCED).update(
-                sync_status=SyncStatus.PENDING, sync_error="")
-            logger.info("%s %s changed during run %s: pushed again", resource, stale, run.pk)

@@ -17,9 +17,10 @@ from phonenumbers_app.models import PhoneNumber
 from vapisync import mapping
 from vapisync.context import sync_writes
 from vapisync.models import Direction, RunStatus, SyncRecord, SyncRun, Trigger
-from vapisync.services import dispatch, outbox, outbox_drain, schedules
+from vapisync.services import dispatch, outbox_drain, schedules
 from vapisync.services.locks import lock_acquire, lock_release
 from vapisync.services.runs import sync_run_create, sync_run_execute, sync_run_start
+from vapisync.services.seams import seam_inject
 from vapisync.tasks import (
     pending_push_task,
     pending_reconcile_task,
@@ -300,17 +301,26 @@ def test_push_interrupted_after_vapi_created_it_adopts_the_copy(emulator, django
     assert outcome.runs[0].status == RunStatus.SUCCEEDED
 
 
-def test_save_overwritten_by_a_concurrent_run_is_pushed_again(emulator, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
-        agent = Agent.objects.create(name="Original")
-    run = SyncRun.objects.get()
-    # The person's rename landed while the run was busy and the run's bookkeeping wrote "synced".
-    Agent.objects.filter(pk=agent.pk).update(name="Renamed meanwhile", sync_status=SyncStatus.SYNCED)
+def test_rename_saved_while_the_run_pushes_the_record_stays_pending_and_is_pushed(emulator, vapi_client):
+    """The run's "synced" write is a compare-and-set on the version it pushed: a rename saved while
+    the push was under way keeps its pending marker (no sweep after the run is needed to restore it)."""
+    agent = Agent.objects.create(name="Original")
+    sync_run_start(direction=Direction.EXPORT, trigger=Trigger.CLI, client=vapi_client)
+    agent.refresh_from_db()
+    agent.name = "Edited"
+    agent.save()
 
-    outbox.run_settle(run)
+    def rename(**_):
+        person = Agent.objects.get(pk=agent.pk)
+        person.name = "Renamed meanwhile"
+        person.save()
+
+    with seam_inject("remote_chunk", rename, once=True):
+        sync_run_start(direction=Direction.EXPORT, trigger=Trigger.CLI, client=vapi_client)
 
     agent.refresh_from_db()
     assert agent.sync_status == SyncStatus.PENDING
+    assert emulator.assistants[agent.vapi_assistant_id]["name"] == "Edited"
     pending_push_task()
     assert emulator.assistants[agent.vapi_assistant_id]["name"] == "Renamed meanwhile"
     assert Agent.objects.get(pk=agent.pk).sync_status == SyncStatus.SYNCED

@@ -1,0 +1,116 @@
+"""Inserting many rows in few statements, without Django's per-value compile step.
+
+`bulk_create` sends every value through its field's whole save path and compiles the SQL again for
+each batch; for a large import (tens of thousands of local rows, sync records and history rows)
+that machinery cost several times the insert itself (README, "Performance"). Here each field's
+conversion to the database's form is looked up once, values are converted with it, and the rows go
+as one `executemany` (no ids needed) or as multi-row `INSERT … RETURNING id` statements.
+
+Like `bulk_create`, this sends no signals and calls no `save()`: callers insert rows whose
+bookkeeping they fill in themselves, inside their own transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from django.db import connection
+from django.db.models import Value
+from django.db.models.expressions import DatabaseDefault
+
+# Field kinds whose Python values the database drivers take as they are.
+_PLAIN = {"CharField", "TextField", "SlugField", "EmailField", "URLField", "BooleanField", "IntegerField",
+          "BigIntegerField", "SmallIntegerField", "PositiveIntegerField", "PositiveBigIntegerField",
+          "PositiveSmallIntegerField", "ForeignKey", "OneToOneField", "FloatField"}
+
+
+def _converter(field):
+    kind = field.get_internal_type()
+    ops = connection.ops
+    if kind in _PLAIN:
+        return None
+    if kind == "JSONField":
+        encoder = field.encoder
+        return lambda value: None if value is None else ops.adapt_json_value(value, encoder)
+    if kind == "DateTimeField":
+        # Most rows of a batch share a few timestamps (the run's clock): convert each once.
+        converted = {}
+
+        def datetime_value(value):
+            if value not in converted:
+                converted[value] = ops.adapt_datetimefield_value(value)
+            return converted[value]
+        return datetime_value
+    return lambda value: field.get_db_prep_save(value, connection)
+
+
+def _prepared(fields, rows: Iterable[Sequence]) -> list[tuple]:
+    converters = [(i, convert) for i, convert in enumerate(_converter(f) for f in fields) if convert]
+    if not converters:
+        return [tuple(row) for row in rows]
+    out = []
+    for row in rows:
+        row = list(row)
+        for i, convert in converters:
+            row[i] = convert(row[i])
+        out.append(tuple(row))
+    return out
+
+
+def _columns(model, names: Sequence[str]):
+    fields = [model._meta.get_field(name) for name in names]
+    quote = connection.ops.quote_name
+    return fields, model._meta.db_table, ", ".join(quote(f.column) for f in fields)
+
+
+def insert_rows(model, names: Sequence[str], rows: Iterable[Sequence]) -> int:
+    """Insert `rows` (tuples of Python values in the order of the field `names`) in one executemany.
+    Returns how many rows were sent."""
+    fields, table, columns = _columns(model, names)
+    values = _prepared(fields, rows)
+    if values:
+        placeholders = ", ".join(["%s"] * len(fields))
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {connection.ops.quote_name(table)} ({columns}) VALUES ({placeholders})", values)
+    return len(values)
+
+
+def insert_instances(objs: Sequence, *, batch_size: int = 500) -> list:
+    """Insert unsaved model instances of one model and set their primary keys, as `bulk_create`
+    does (auto_now fields filled, database defaults that are constants resolved)."""
+    if not objs:
+        return list(objs)
+    model = type(objs[0])
+    opts = model._meta
+    fields = [f for f in opts.concrete_fields if not f.primary_key]
+    defaults = {f.attname: f.db_default.value for f in fields if isinstance(f.db_default, Value)}
+    rows = []
+    for obj in objs:
+        row = []
+        for f in fields:
+            value = f.pre_save(obj, True) if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) \
+                else getattr(obj, f.attname)
+            if isinstance(value, DatabaseDefault):
+                value = defaults[f.attname]
+                setattr(obj, f.attname, value)
+            row.append(value)
+        rows.append(row)
+    _, table, columns = _columns(model, [f.name for f in fields])
+    values = _prepared(fields, rows)
+    size = max(1, min(batch_size, connection.features.max_query_params // len(fields)))
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    pk_column = connection.ops.quote_name(opts.pk.column)
+    with connection.cursor() as cursor:
+        for start in range(0, len(values), size):
+            chunk = values[start:start + size]
+            cursor.execute(
+                f"INSERT INTO {connection.ops.quote_name(table)} ({columns}) VALUES {', '.join([one] * len(chunk))} "
+                f"RETURNING {pk_column}",
+                [value for row in chunk for value in row],
+            )
+            # Rows come back in the order of the VALUES list on SQLite and PostgreSQL, as bulk_create relies on.
+            for obj, (pk,) in zip(objs[start:start + size], cursor.fetchall(), strict=True):
+                obj.pk = pk
+                obj._state.adding, obj._state.db = False, connection.alias
+    return list(objs)
