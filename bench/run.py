@@ -44,9 +44,10 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-QUICK = {"sizes": "2000", "databases": "sqlite", "rates": "50", "changes": "300"}
+QUICK = {"sizes": "2000", "databases": "sqlite", "rates": "50", "changes": "300", "repeat": "1"}
 DEFAULTS = {
     "sizes": "10000,100000",
+    "repeat": "3",
     "databases": "sqlite,postgres",
     "pg_url": "postgres://postgres@127.0.0.1:5432/bench_globalvoice",
     "rates": "50,10,0",
@@ -76,6 +77,7 @@ def options(argv=None) -> argparse.Namespace:
     args.databases = [d.strip() for d in str(args.databases).split(",") if d.strip()]
     args.rates = [float(r) for r in str(args.rates).split(",") if r.strip()]
     args.changes = int(args.changes)
+    args.repeat = max(1, int(args.repeat))
     args.latency_ms = float(args.latency_ms)
     args.fixed_rate = float(args.fixed_rate) if args.fixed_rate else 0.0
     args.readme = str(args.readme) not in ("0", "false", "no")
@@ -96,33 +98,53 @@ def main():
     for db_index, database in enumerate(args.databases):
         for size_index, assistants in enumerate(args.sizes):
             phones = assistants // 2
-            with fresh_database(database, args.pg_url) as database_url, Emulator(assistants, phones) as emulator:
-                env = {"DATABASE_URL": database_url, "VAPI_BASE_URL": emulator.url}
-                run_child("migrate", {}, env)
+            with Emulator(assistants, phones) as emulator:
+                # Each round starts from an empty database; the fastest round of each step is kept
+                # (the others measured the machine's other jobs).
+                best = {}
+                for _ in range(args.repeat):
+                    with fresh_database(database, args.pg_url) as database_url:
+                        env = {"DATABASE_URL": database_url, "VAPI_BASE_URL": emulator.url}
+                        run_child("migrate", {}, env)
+                        for step in ("floor", "import", "noop"):
+                            row = run_child(step, {}, env)
+                            if step not in best or row["seconds"] < best[step]["seconds"]:
+                                best[step] = row
                 for step in ("floor", "import", "noop"):
-                    row = run_child(step, {}, env)
-                    row.update(database=database, assistants=assistants, phone_numbers=phones)
-                    report["sync"].append(row)
-                if db_index == 0 and size_index == 0:
-                    scenarios = [(rate, "adaptive") for rate in args.rates]
-                    if args.fixed_rate:
-                        scenarios += [(rate, f"fixed {args.fixed_rate:g}/s") for rate in args.rates]
-                    for rate, pacing in scenarios:
-                        changes = args.changes if not rate else min(args.changes, int(rate * MAX_EXPORT_SECONDS))
-                        emulator.faults(rate_limit=rate or None, latency_ms=args.latency_ms)
-                        child_env = dict(env)
-                        if pacing != "adaptive":
-                            child_env.update(VAPI_ADAPTIVE_RATE="false", VAPI_RATE_LIMIT=str(args.fixed_rate))
-                        row = run_child("export", {"changes": changes, "tag": f"{rate:g}-{pacing}"}, child_env)
-                        row.update(database=database, limit=rate, latency_ms=args.latency_ms, pacing=pacing)
-                        report["exports"].append(row)
-                        emulator.faults(rate_limit=None, latency_ms=0)
+                    best[step].update(database=database, assistants=assistants, phone_numbers=phones,
+                                      rounds=args.repeat)
+                    report["sync"].append(best[step])
+            if db_index == 0 and size_index == 0 and args.rates:
+                report["exports"] += exports(args, database, assistants, phones)
     report["bench_seconds"] = round(time.time() - started)
     (ROOT / "bench" / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     table = render(report)
     print("\n" + table)
     if args.readme:
         update_readme(table)
+
+
+def exports(args, database: str, assistants: int, phones: int) -> list[dict]:
+    """Export local changes to the rate-limited emulator, once per rate (and pacing)."""
+    rows = []
+    with fresh_database(database, args.pg_url) as database_url, Emulator(assistants, phones) as emulator:
+        env = {"DATABASE_URL": database_url, "VAPI_BASE_URL": emulator.url}
+        run_child("migrate", {}, env)
+        run_child("import", {}, env)
+        scenarios = [(rate, "adaptive") for rate in args.rates]
+        if args.fixed_rate:
+            scenarios += [(rate, f"fixed {args.fixed_rate:g}/s") for rate in args.rates]
+        for rate, pacing in scenarios:
+            changes = args.changes if not rate else min(args.changes, int(rate * MAX_EXPORT_SECONDS))
+            emulator.faults(rate_limit=rate or None, latency_ms=args.latency_ms)
+            child_env = dict(env)
+            if pacing != "adaptive":
+                child_env.update(VAPI_ADAPTIVE_RATE="false", VAPI_RATE_LIMIT=str(args.fixed_rate))
+            row = run_child("export", {"changes": changes, "tag": f"{rate:g}-{pacing}"}, child_env)
+            row.update(database=database, limit=rate, latency_ms=args.latency_ms, pacing=pacing)
+            rows.append(row)
+            emulator.faults(rate_limit=None, latency_ms=0)
+    return rows
 
 
 def machine() -> str:
@@ -321,37 +343,63 @@ def measure(label, fn, client) -> dict:
 
 
 def step_floor(client) -> dict:
-    """The work no sync can avoid: fetch and parse every page, insert the rows once."""
+    """The work no sync can avoid: fetch and parse every page, then one executemany per table of the
+    same local rows the import makes (every column filled, Vapi's values taken as they are)."""
+    import uuid
+
     import requests
+    from django.db import connection, transaction
+    from django.utils import timezone
 
     from agents.models import Agent
+    from phonenumbers_app.models import PhoneNumber
+
+    def fetch(session, path):
+        docs, cursor, seen = [], None, set()
+        while True:
+            params = {"limit": 1000}
+            if cursor:
+                params["createdAtLe"] = cursor
+            page = session.get(os.environ["VAPI_BASE_URL"] + path, params=params, timeout=60).json()
+            page = page["results"] if isinstance(page, dict) else page
+            fresh = [d for d in page if d["id"] not in seen]
+            seen.update(d["id"] for d in fresh)
+            docs.extend(fresh)
+            client.stats.add(requests=1)
+            if len(page) < 1000 or not fresh:
+                return docs
+            cursor = page[-1]["createdAt"]
+
+    def insert(model, rows):
+        fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        sql = (f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({columns}) "
+               f"VALUES ({', '.join(['%s'] * len(fields))})")
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(sql, [[row.get(f.attname) for f in fields] for row in rows])
 
     def floor():
         session = requests.Session()
         session.headers["Authorization"] = "Bearer bench-key"
-        docs = []
-        for path in ("/assistant", "/phone-number"):
-            cursor = None
-            seen = set()
-            while True:
-                params = {"limit": 1000}
-                if cursor:
-                    params["createdAtLe"] = cursor
-                page = session.get(os.environ["VAPI_BASE_URL"] + path, params=params, timeout=60).json()
-                page = page["results"] if isinstance(page, dict) else page
-                fresh = [d for d in page if d["id"] not in seen]
-                seen.update(d["id"] for d in fresh)
-                docs.extend(fresh)
-                client.stats.add(requests=1)
-                if len(page) < 1000 or not fresh:
-                    break
-                cursor = page[-1]["createdAt"]
-        agents = [Agent(name=d.get("name", "")[:40], system_prompt="x") for d in docs if "model" in d]
-        Agent.objects.bulk_create(agents, batch_size=500)
-        return len(docs)
+        assistants, numbers = fetch(session, "/assistant"), fetch(session, "/phone-number")
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        common = {"sync_status": "synced", "last_synced_at": now, "sync_error": "", "version": 1,
+                  "created_at": now, "updated_at": now}
+        insert(Agent, [{
+            **common, "uuid": uuid.uuid4().hex, "vapi_assistant_id": d["id"], "name": d.get("name", "")[:40],
+            "first_message": d.get("firstMessage", ""), "system_prompt": d["model"]["messages"][0]["content"],
+            "model_provider": d["model"]["provider"], "model": d["model"]["model"],
+            "voice_provider": d["voice"]["provider"], "voice_id": d["voice"]["voiceId"],
+        } for d in assistants])
+        insert(PhoneNumber, [{
+            **common, "vapi_phone_id": d["id"], "number": d.get("number"), "sip_uri": "", "name": d.get("name", ""),
+            "provider": d.get("provider", ""), "vapi_assistant_id": d.get("assistantId"), "agent_id": None,
+        } for d in numbers])
+        return len(assistants) + len(numbers)
 
-    row = measure("floor (fetch + parse + bulk insert)", floor, client)
-    Agent.objects.all().delete()
+    row = measure("floor (fetch + parse + one executemany per table)", floor, client)
+    PhoneNumber.objects.all()._raw_delete(connection.alias)
+    Agent.objects.all()._raw_delete(connection.alias)
     return row
 
 

@@ -73,6 +73,17 @@ class PhoneNumberMapper:
     def __init__(self, agent_by_vapi_id: dict[str, int]):
         self.agent_by_vapi_id = agent_by_vapi_id
         self.vapi_id_by_agent = {pk: vapi_id for vapi_id, pk in agent_by_vapi_id.items()}
+        self.stored_numbers: set[str] = set()
+
+    def numbers_stored_here(self, numbers) -> None:
+        """Numbers read from our own rows. Every number this app stores went through
+        `number_normalize_or_keep` (a person's save normalises it; an import stores Vapi's number
+        normalised, or as given when it cannot be parsed), so normalising one again gives itself:
+        comparing it needs no parsing, which is most of a no-op sync's time on numbers."""
+        self.stored_numbers.update(n for n in numbers if n)
+
+    def normalize_number(self, number: str) -> str:
+        return number if number in self.stored_numbers else number_normalize_or_keep(number)
 
     @classmethod
     def current(cls) -> PhoneNumberMapper:
@@ -90,7 +101,7 @@ class PhoneNumberMapper:
         return mapping.phone_local_fields(obj, assistant_id=self.local_assistant_id(obj))
 
     def remote_fields(self, doc) -> dict:
-        return mapping.phone_fields(doc, normalize_number=number_normalize_or_keep)
+        return mapping.phone_fields(doc, normalize_number=self.normalize_number)
 
     def label(self, obj=None, doc=None) -> str:
         if obj is not None:

@@ -175,7 +175,8 @@ class ResourceSync(LocalWrites, RemoteWrites):
             if key and not getattr(obj, self.vapi_id_field):
                 by_secondary[key] = obj
         ids = {d["id"] for d in docs} | set(by_vapi_id) | gone
-        records_qs = SyncRecord.objects.filter(resource=self.resource)
+        # The stored Vapi document is for people and rollbacks; the plan needs only the baseline.
+        records_qs = SyncRecord.objects.filter(resource=self.resource).defer("remote")
         if not complete:
             records_qs = records_qs.filter(vapi_id__in=ids)
         records = {r.vapi_id: r for r in records_qs}
@@ -190,6 +191,7 @@ class ResourceSync(LocalWrites, RemoteWrites):
                 local = by_secondary.pop(key, None) if key else None
             if local is None and record is not None and record.local_id is not None:
                 # Linked before, local record gone: a tombstone, never resurrected by import.
+                record.remote = doc  # (unsaved) what its history row is labelled from
                 tombstones.append(record)
                 continue
             if local is None and record is None:

@@ -14,7 +14,7 @@ from phonenumbers_app.models import PhoneNumber
 from vapisync import mapping
 from vapisync.exceptions import VapiNotFound, VapiUnavailable
 from vapisync.models import ChangeAction, DeletedMarker, Resource, Side, SyncChange, SyncRecord
-from vapisync.resources import REGISTRY, RESOURCE_ORDER, AgentMapper, PhoneNumberMapper, number_normalize_or_keep
+from vapisync.resources import REGISTRY, RESOURCE_ORDER, AgentMapper, PhoneNumberMapper
 from vapisync.services.engine import ResourceSync
 from vapisync.services.plan import Pair, PlannedWrite, Write
 
@@ -189,8 +189,13 @@ class PhoneNumberSync(ResourceSync):
 
 
 
+    def load_locals(self, docs, complete):
+        locals_ = super().load_locals(docs, complete)
+        self.mapper.numbers_stored_here(obj.number for obj in locals_)
+        return locals_
+
     def secondary_key_of_doc(self, doc):
-        return number_normalize_or_keep(doc["number"]) if doc.get("number") else None
+        return self.mapper.normalize_number(doc["number"]) if doc.get("number") else None
 
     def secondary_key_of_local(self, obj):
         return obj.number or None
