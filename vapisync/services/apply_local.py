@@ -14,8 +14,8 @@ from vapisync import mapping
 from vapisync.context import sync_writes
 from vapisync.drift import baseline_after
 from vapisync.models import ChangeAction, Side, SyncRecord
-from vapisync.services.bulk_insert import insert_instances
-from vapisync.services.history import BATCH_SIZE, error_text
+from vapisync.services.bulk_insert import insert_instances, insert_rows
+from vapisync.services.history import BATCH_SIZE, INSERT_BATCH_SIZE, error_text
 from vapisync.services.plan import Pair, PlannedWrite, Write
 from vapisync.services.seams import seam
 
@@ -50,8 +50,8 @@ class LocalWrites:
     def apply_local_writes(self, writes: list[PlannedWrite]) -> None:
         creates = [w for w in writes if w.kind == Write.CREATE]
         updates = [w for w in writes if w.kind in (Write.UPDATE, Write.MARK_DELETED)]
-        for start in range(0, len(creates), BATCH_SIZE):
-            self._local_batch(creates[start:start + BATCH_SIZE], self._create_locals)
+        for start in range(0, len(creates), INSERT_BATCH_SIZE):
+            self._local_batch(creates[start:start + INSERT_BATCH_SIZE], self._create_locals)
         for start in range(0, len(updates), BATCH_SIZE):
             self._local_batch(updates[start:start + BATCH_SIZE], self._update_locals)
 
@@ -96,12 +96,19 @@ class LocalWrites:
             obj.sync_status, obj.last_synced_at, obj.sync_error = SyncStatus.SYNCED, self.now, ""
             objs.append(obj)
         created = insert_instances(objs)
-        records = []
+        records, new_records = [], []
         for write, obj in zip(batch, created, strict=True):
             pair = write.pair
             pair.local, pair.seen_version = obj, obj.version
             pair.local_fields = self.local_fields(obj)
-            records.append(self._record_for(pair))
+            if pair.record is None:  # the usual case, a first import: the row alone, no model instance
+                new_records.append((self.resource, pair.remote["id"], obj.pk,
+                                    baseline_after(pair.local_fields, pair.remote_fields, None), pair.remote,
+                                    mapping.remote_updated_at(pair.remote), self.now))
+            else:
+                records.append(self._record_for(pair))
+        insert_rows(SyncRecord, ("resource", "vapi_id", "local_id", "baseline", "remote", "remote_updated_at",
+                                 "synced_at"), new_records)
         self._save_records(records)
         self.after_local_creates([w.pair for w in batch])
         return [(ChangeAction.CREATE, w.pair, None, w.pair.local_fields, {}) for w in batch]
