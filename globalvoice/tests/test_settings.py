@@ -57,7 +57,7 @@ def test_defaults_with_debug_off():
     assert db["OPTIONS"] == {
         "timeout": 20,
         "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;",
     }
     assert values["VAPI_API_KEY"] == ""
     assert values["VAPI_BASE_URL"] == "https://api.vapi.ai"

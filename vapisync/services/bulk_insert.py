@@ -118,7 +118,8 @@ def insert_instances(objs: Sequence, *, batch_size: int = 500) -> list:
         rows.append(row)
     _, table, columns = _columns(model, [f.name for f in fields])
     values = _prepared(fields, rows)
-    size = max(1, min(batch_size, connection.features.max_query_params // len(fields)))
+    limit = connection.features.max_query_params  # None: no limit (PostgreSQL)
+    size = batch_size if limit is None else max(1, min(batch_size, limit // len(fields)))
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
     pk_column = connection.ops.quote_name(opts.pk.column)
     with connection.cursor() as cursor:
