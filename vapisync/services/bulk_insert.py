@@ -4,7 +4,8 @@
 each batch; for a large import (tens of thousands of local rows, sync records and history rows)
 that machinery cost several times the insert itself (README, "Performance"). Here each field's
 conversion to the database's form is looked up once, values are converted with it, and the rows go
-as one `executemany` (no ids needed) or as multi-row `INSERT … RETURNING id` statements.
+as one COPY on PostgreSQL (ids taken from the sequence first where they are needed), or on SQLite as
+one `executemany` or, where the ids are needed, multi-row `INSERT … RETURNING id` statements.
 
 Like `bulk_create`, this sends no signals and calls no `save()`: callers insert rows whose
 bookkeeping they fill in themselves, inside their own transaction.
@@ -80,16 +81,27 @@ def _columns(model, names: Sequence[str]):
     return fields, model._meta.db_table, ", ".join(quote(f.column) for f in fields)
 
 
+def _send(table: str, columns: str, values: list[tuple]) -> None:
+    """One COPY on PostgreSQL (its fastest way in, several times faster than executemany there);
+    one executemany elsewhere (SQLite runs it in a single prepared statement)."""
+    table = connection.ops.quote_name(table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in values:
+                    copy.write_row(row)
+        else:
+            placeholders = ", ".join(["%s"] * len(values[0]))
+            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", values)
+
+
 def insert_rows(model, names: Sequence[str], rows: Iterable[Sequence]) -> int:
-    """Insert `rows` (tuples of Python values in the order of the field `names`) in one executemany.
+    """Insert `rows` (tuples of Python values in the order of the field `names`) in one statement.
     Returns how many rows were sent."""
     fields, table, columns = _columns(model, names)
     values = _prepared(fields, rows)
     if values:
-        placeholders = ", ".join(["%s"] * len(fields))
-        with connection.cursor() as cursor:
-            cursor.executemany(
-                f"INSERT INTO {connection.ops.quote_name(table)} ({columns}) VALUES ({placeholders})", values)
+        _send(table, columns, values)
     return len(values)
 
 
@@ -118,10 +130,21 @@ def insert_instances(objs: Sequence, *, batch_size: int = 500) -> list:
         rows.append(row)
     _, table, columns = _columns(model, [f.name for f in fields])
     values = _prepared(fields, rows)
-    limit = connection.features.max_query_params  # None: no limit (PostgreSQL)
-    size = batch_size if limit is None else max(1, min(batch_size, limit // len(fields)))
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
     pk_column = connection.ops.quote_name(opts.pk.column)
+    if connection.vendor == "postgresql":
+        # Take the ids from the table's sequence first, then COPY the rows with them.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                           [connection.ops.quote_name(table), opts.pk.column, len(values)])
+            ids = [pk for (pk,) in cursor.fetchall()]
+        _send(table, f"{pk_column}, {columns}", [(pk, *row) for pk, row in zip(ids, values, strict=True)])
+        for obj, pk in zip(objs, ids, strict=True):
+            obj.pk = pk
+            obj._state.adding, obj._state.db = False, connection.alias
+        return list(objs)
+    limit = connection.features.max_query_params
+    size = max(1, min(batch_size, limit // len(fields)))
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
     with connection.cursor() as cursor:
         for start in range(0, len(values), size):
             chunk = values[start:start + size]
@@ -130,7 +153,7 @@ def insert_instances(objs: Sequence, *, batch_size: int = 500) -> list:
                 f"RETURNING {pk_column}",
                 [value for row in chunk for value in row],
             )
-            # Rows come back in the order of the VALUES list on SQLite and PostgreSQL, as bulk_create relies on.
+            # Rows come back in the order of the VALUES list (SQLite, as bulk_create relies on too).
             for obj, (pk,) in zip(objs[start:start + size], cursor.fetchall(), strict=True):
                 obj.pk = pk
                 obj._state.adding, obj._state.db = False, connection.alias
