@@ -48,7 +48,7 @@ def phone_tombstone(sender, instance: PhoneNumber, **kwargs):
 def _tombstone(resource: str, local_id: int, vapi_id: str | None) -> None:
     if vapi_id:
         SyncRecord.objects.update_or_create(
-            resource=resource, vapi_id=vapi_id, defaults={"local_id": local_id, "local_deleted_at": timezone.now()}
+            resource=resource, vapi_id=vapi_id, defaults={"local_id": local_id, "local_deleted_at": timezone.now(), "clean_mark": ""}
         )
 
 

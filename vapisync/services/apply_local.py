@@ -104,11 +104,12 @@ class LocalWrites:
             if pair.record is None:  # the usual case, a first import: the row alone, no model instance
                 new_records.append((self.resource, pair.remote["id"], obj.pk,
                                     baseline_after(pair.local_fields, pair.remote_fields, None), pair.remote,
-                                    mapping.remote_updated_at(pair.remote), self.now))
+                                    mapping.remote_updated_at(pair.remote), self.now,
+                                    self.clean_mark_of(pair, pair.local_fields, pair.remote_fields)))
             else:
                 records.append(self._record_for(pair))
         insert_rows(SyncRecord, ("resource", "vapi_id", "local_id", "baseline", "remote", "remote_updated_at",
-                                 "synced_at"), new_records)
+                                 "synced_at", "clean_mark"), new_records)
         self._save_records(records)
         self.after_local_creates([w.pair for w in batch])
         return [(ChangeAction.CREATE, w.pair, None, w.pair.local_fields, {}) for w in batch]
@@ -129,7 +130,8 @@ class LocalWrites:
                 status_only.append(pair.local)
                 if pair.record:
                     pair.record.remote_deleted_at = self.now
-                    pair.record.save(update_fields=["remote_deleted_at"])
+                    pair.record.clean_mark = ""
+                    pair.record.save(update_fields=["remote_deleted_at", "clean_mark"])
                 results.append((ChangeAction.MARK_DELETED, pair, before, {"status": SyncStatus.DELETED_REMOTELY}, {}))
                 continue
             before, before_state = dict(pair.local_fields), self.local_state(pair.local)
@@ -183,8 +185,17 @@ class LocalWrites:
         record.synced_at = self.now
         record.local_deleted_at = None
         record.remote_deleted_at = None
+        record.clean_mark = self.clean_mark_of(pair, local_fields, remote_fields)
         pair.record = record
         return record
+
+    @staticmethod
+    def clean_mark_of(pair: Pair, local_fields: dict, remote_fields: dict) -> str:
+        """The record's `clean_mark` for a pair whose fields are as given: set only when they are equal."""
+        updated_at = pair.remote.get("updatedAt") if pair.remote else None
+        if not updated_at or local_fields != remote_fields:
+            return ""
+        return f"{mapping.fields_hash(local_fields)}@{updated_at}"
 
     def _save_records(self, records: list[SyncRecord]) -> None:
         new = [r for r in records if r.pk is None]
@@ -194,7 +205,7 @@ class LocalWrites:
         if old:
             SyncRecord.objects.bulk_update(
                 old, ["vapi_id", "local_id", "baseline", "remote", "remote_updated_at", "synced_at",
-                      "local_deleted_at", "remote_deleted_at"], batch_size=BATCH_SIZE,
+                      "local_deleted_at", "remote_deleted_at", "clean_mark"], batch_size=BATCH_SIZE,
             )
 
     def save_bookkeeping(self, writes: list[PlannedWrite]) -> None:
@@ -212,6 +223,7 @@ class LocalWrites:
             or record.remote_updated_at != mapping.remote_updated_at(pair.remote)
             or record.baseline != baseline_after(pair.local_fields, pair.remote_fields, record.baseline)
             or record.remote_deleted_at is not None
+            or record.clean_mark != self.clean_mark_of(pair, pair.local_fields, pair.remote_fields)
         )
         in_sync = pair.local_fields == pair.remote_fields
         return stale_record or (in_sync and (pair.local.sync_status != SyncStatus.SYNCED
@@ -234,7 +246,8 @@ class LocalWrites:
                 if (record is None or record.local_id != pair.local.pk
                         or record.remote_updated_at != mapping.remote_updated_at(pair.remote)
                         or record.baseline != baseline_after(pair.local_fields, pair.remote_fields, record.baseline)
-                        or record.remote_deleted_at is not None):
+                        or record.remote_deleted_at is not None
+                        or record.clean_mark != self.clean_mark_of(pair, pair.local_fields, pair.remote_fields)):
                     records.append(self._record_for(pair))
                 if pair.local_fields == pair.remote_fields and (
                         pair.local.sync_status != SyncStatus.SYNCED

@@ -177,7 +177,7 @@ class RemoteWrites:
                 SyncRecord.objects.update_or_create(
                     resource=self.resource, vapi_id=vapi_id,
                     defaults={"local_id": pair.local.pk, "baseline": {}, "remote_deleted_at": self.now,
-                              "local_deleted_at": None})
+                              "local_deleted_at": None, "clean_mark": ""})
                 pair.local.sync_status = SyncStatus.DELETED_REMOTELY
                 pair.local.sync_error = ("Its copy in Vapi, made by an earlier push, was deleted in Vapi; not re-created "
                                          "automatically. Push it explicitly to re-create it.")
@@ -256,4 +256,5 @@ class RemoteWrites:
         record.local_deleted_at = record.local_deleted_at or self.now
         record.remote, record.remote_updated_at = doc, mapping.remote_updated_at(doc)
         record.remote_deleted_at = None
+        record.clean_mark = ""
         record.save()

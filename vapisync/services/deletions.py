@@ -110,13 +110,15 @@ def _assistant_delete_one(*, client, recorder: Recorder, record: SyncRecord, lab
         client.delete_assistant(vapi_id)
     except VapiNotFound:
         record.remote_deleted_at = now
-        record.save(update_fields=["remote_deleted_at"])
+        record.clean_mark = ""
+        record.save(update_fields=["remote_deleted_at", "clean_mark"])
         recorder.add(Resource.ASSISTANTS, ChangeAction.SKIP, vapi_id=vapi_id, label=label, reason="Already deleted in Vapi.")
         return
     except VapiError as exc:
         recorder.add(Resource.ASSISTANTS, ChangeAction.ERROR, side=Side.VAPI, vapi_id=vapi_id, label=label, error=str(exc))
         return
     record.remote_deleted_at, record.remote = now, before
-    record.save(update_fields=["remote_deleted_at", "remote"])
+    record.clean_mark = ""
+    record.save(update_fields=["remote_deleted_at", "remote", "clean_mark"])
     recorder.add(Resource.ASSISTANTS, ChangeAction.DELETE, side=Side.VAPI, vapi_id=vapi_id, local_id=record.local_id,
                  label=label, before={"remote": before}, after=None)

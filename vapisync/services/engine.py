@@ -175,8 +175,9 @@ class ResourceSync(LocalWrites, RemoteWrites):
             if key and not getattr(obj, self.vapi_id_field):
                 by_secondary[key] = obj
         ids = {d["id"] for d in docs} | set(by_vapi_id) | gone
-        # The stored Vapi document is for people and rollbacks; the plan needs only the baseline.
-        records_qs = SyncRecord.objects.filter(resource=self.resource).defer("remote")
+        # The stored Vapi document is for people and rollbacks; baselines are read later, only for the
+        # pairs that need comparing (load_baselines).
+        records_qs = SyncRecord.objects.filter(resource=self.resource).defer("remote", "baseline")
         if not complete:
             records_qs = records_qs.filter(vapi_id__in=ids)
         records = {r.vapi_id: r for r in records_qs}
@@ -212,6 +213,28 @@ class ResourceSync(LocalWrites, RemoteWrites):
                 pairs.append(Pair(local=obj, remote=None, record=None))
         return pairs, tombstones
 
+    def unchanged_since_found_equal(self, pair: Pair) -> bool:
+        """True when a run found this pair's sides equal with the local fields they have now and the
+        Vapi document at the `updatedAt` it has now (the record's `clean_mark`). Vapi moves `updatedAt`
+        on every change, so both sides are equal still: nothing to map, compare, write or record.
+        Anything else about the pair (its status, link, tombstones) must be settled too, or it is compared."""
+        record, local, doc = pair.record, pair.local, pair.remote
+        if record is None or local is None or doc is None or not record.clean_mark:
+            return False
+        if not (local.sync_status == SyncStatus.SYNCED and getattr(local, self.vapi_id_field) == doc["id"]
+                and record.local_id == local.pk and record.local_deleted_at is None and record.remote_deleted_at is None):
+            return False
+        return record.clean_mark == f"{mapping.fields_hash(self.local_fields(local))}@{doc.get('updatedAt')}"
+
+    def load_baselines(self, pairs: list[Pair]) -> None:
+        """Read the baselines of the pairs about to be compared, in bulk (pair_up defers them)."""
+        records = {p.record.pk: p.record for p in pairs if p.record is not None and p.record.pk
+                   and "baseline" not in p.record.__dict__}
+        ids = list(records)
+        for start in range(0, len(ids), 900):  # SQLite's limit on query parameters
+            for pk, baseline in SyncRecord.objects.filter(pk__in=ids[start:start + 900]).values_list("pk", "baseline"):
+                records[pk].baseline = baseline
+
     def decide(self, pair: Pair) -> None:
         pair.seen_version = pair.local.version if pair.local is not None else None
         pair.local_fields = self.local_fields(pair.local) if pair.local is not None else None
@@ -241,7 +264,14 @@ class ResourceSync(LocalWrites, RemoteWrites):
         locals_ = self.load_locals(docs, complete)
         pairs, tombstones = self.pair_up(docs, gone, complete, locals_)
         plan = Plan()
+        to_compare = []
         for pair in pairs:
+            if self.unchanged_since_found_equal(pair):
+                self.recorder.unchanged(self.resource)
+            else:
+                to_compare.append(pair)
+        self.load_baselines(to_compare)
+        for pair in to_compare:
             self.decide(pair)
             self.route(pair, plan)
         self.handle_tombstones(tombstones)

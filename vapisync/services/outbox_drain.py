@@ -241,7 +241,7 @@ def _adopt(agent: Agent, doc: dict) -> None:
                 defaults={
                     "local_id": agent.pk, "baseline": fields, "remote": doc,
                     "remote_updated_at": mapping.remote_updated_at(doc), "synced_at": timezone.now(),
-                    "local_deleted_at": None, "remote_deleted_at": None,
+                    "local_deleted_at": None, "remote_deleted_at": None, "clean_mark": "",
                 },
             )
     except IntegrityError:  # another agent already holds that id: leave it to the export to report

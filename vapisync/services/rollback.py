@@ -164,7 +164,7 @@ class _Undo:
             obj = adapter.new_local({"id": vapi_id}, before.get("local") or {})
             obj.sync_status = SyncStatus.SYNCED
             obj.save()
-            SyncRecord.objects.filter(resource=change.resource, vapi_id=vapi_id).update(local_id=obj.pk, local_deleted_at=None)
+            SyncRecord.objects.filter(resource=change.resource, vapi_id=vapi_id).update(local_id=obj.pk, local_deleted_at=None, clean_mark="")
         self.record(change, ChangeAction.CREATE, Side.LOCAL, local_id=obj.pk,
                     after={"local": adapter.local_fields(obj), "version": obj.version})
 
@@ -213,7 +213,7 @@ class _Undo:
             status = SyncStatus.SYNCED if in_sync else SyncStatus.PENDING
             adapter.model.objects.filter(pk=obj.pk).update(sync_status=status, sync_error="")
             SyncRecord.objects.filter(resource=change.resource, vapi_id=change.vapi_id).update(
-                remote_deleted_at=None, remote=current, remote_updated_at=mapping.remote_updated_at(current))
+                remote_deleted_at=None, remote=current, remote_updated_at=mapping.remote_updated_at(current), clean_mark="")
         self.record(change, ChangeAction.UPDATE, Side.LOCAL, before={"status": SyncStatus.DELETED_REMOTELY},
                     after={"status": status, "version": obj.version})
 
@@ -241,7 +241,7 @@ class _Undo:
             gone_here = bool(change.local_id) and not adapter.model.objects.filter(pk=change.local_id).exists()
             if record is not None:
                 SyncRecord.objects.filter(pk=record.pk).update(
-                    vapi_id=created["id"], remote=created, remote_deleted_at=None,
+                    vapi_id=created["id"], remote=created, remote_deleted_at=None, clean_mark="",
                     remote_updated_at=mapping.remote_updated_at(created),
                     local_deleted_at=(record.local_deleted_at or self.now) if gone_here else record.local_deleted_at)
             elif gone_here:
@@ -262,7 +262,7 @@ class _Undo:
                     resource=change.resource, vapi_id=created["id"],
                     defaults={"local_id": obj.pk, "remote": created, "baseline": fields if in_sync else {},
                               "remote_updated_at": mapping.remote_updated_at(created), "synced_at": self.now,
-                              "local_deleted_at": None, "remote_deleted_at": None})
+                              "local_deleted_at": None, "remote_deleted_at": None, "clean_mark": ""})
         self.record(change, ChangeAction.CREATE, Side.VAPI, vapi_id=created["id"],
                     after={"remote": created, "version": obj.version if obj is not None else None})
 
@@ -348,7 +348,8 @@ class _Undo:
                     resource=change.resource, vapi_id=remote["id"],
                     defaults={"local_id": locked.pk, "baseline": local_after if in_sync else local_before,
                               "remote": remote, "remote_updated_at": mapping.remote_updated_at(remote),
-                              "synced_at": self.now, "local_deleted_at": None, "remote_deleted_at": None})
+                              "synced_at": self.now, "local_deleted_at": None, "remote_deleted_at": None,
+                              "clean_mark": ""})
         if locked.version != version_before:
             self.own_versions[(change.resource, locked.pk)] = (version_before, locked.version)
         if local_before != local_after:
