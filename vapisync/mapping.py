@@ -34,6 +34,17 @@ def fields_hash(fields: Mapping) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+# Bump when the mapping changes what two equal sides look like (a field mapped differently, a new
+# normalisation): every stored clean mark then stops matching and each pair is compared again once.
+CLEAN_MARK_FORMAT = "1"
+
+
+def clean_mark(local_fields: Mapping, updated_at: str | None) -> str:
+    """A pair's sides found equal, as the sync record keeps it: the local fields' hash with Vapi's
+    `updatedAt` of that moment ("" when Vapi gave none: such a pair is always compared)."""
+    return f"{CLEAN_MARK_FORMAT}:{fields_hash(local_fields)}@{updated_at}" if updated_at else ""
+
+
 def document_hash(doc: Mapping | None) -> str | None:
     """Hash of a whole Vapi document, every field included: "is it still exactly what we saw?"."""
     return fields_hash(doc) if doc is not None else None

@@ -192,10 +192,9 @@ class LocalWrites:
     @staticmethod
     def clean_mark_of(pair: Pair, local_fields: dict, remote_fields: dict) -> str:
         """The record's `clean_mark` for a pair whose fields are as given: set only when they are equal."""
-        updated_at = pair.remote.get("updatedAt") if pair.remote else None
-        if not updated_at or local_fields != remote_fields:
+        if pair.remote is None or local_fields != remote_fields:
             return ""
-        return f"{mapping.fields_hash(local_fields)}@{updated_at}"
+        return mapping.clean_mark(local_fields, pair.remote.get("updatedAt"))
 
     def _save_records(self, records: list[SyncRecord]) -> None:
         new = [r for r in records if r.pk is None]

@@ -224,7 +224,7 @@ class ResourceSync(LocalWrites, RemoteWrites):
         if not (local.sync_status == SyncStatus.SYNCED and getattr(local, self.vapi_id_field) == doc["id"]
                 and record.local_id == local.pk and record.local_deleted_at is None and record.remote_deleted_at is None):
             return False
-        return record.clean_mark == f"{mapping.fields_hash(self.local_fields(local))}@{doc.get('updatedAt')}"
+        return record.clean_mark == mapping.clean_mark(self.local_fields(local), doc.get("updatedAt"))
 
     def load_baselines(self, pairs: list[Pair]) -> None:
         """Read the baselines of the pairs about to be compared, in bulk (pair_up defers them)."""

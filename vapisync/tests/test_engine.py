@@ -510,3 +510,61 @@ def test_selective_push_adopts_an_assistant_whose_create_answer_was_lost(emulato
     assert emulator.counts["POST /assistant"] == 0 and len(emulator.assistants) == 1
     agent.refresh_from_db()
     assert agent.vapi_assistant_id in emulator.assistants
+
+
+# --- Pairs found equal before (the sync record's clean mark) ----------------------------------
+
+
+def test_full_sync_after_an_import_finds_every_pair_equal_and_writes_nothing(emulator, vapi_client):
+    support = make_assistant(emulator, "Support")
+    emulator.add_phone_number(provider="vapi", number="+16826269224", name="Main line", assistantId=support["id"])
+    run(vapi_client, Direction.IMPORT)
+    assert all(SyncRecord.objects.values_list("clean_mark", flat=True))
+    emulator.reset_counters()
+
+    result = run(vapi_client, Direction.FULL)
+
+    assert result.counts["assistants"]["unchanged"] == 1 and result.counts["phone_numbers"]["unchanged"] == 1
+    assert remote_writes(emulator) == 0
+    assert not SyncChange.objects.filter(run=result).exists()
+
+
+def test_edit_through_queryset_update_is_still_pushed_after_the_pair_was_found_equal(emulator, vapi_client):
+    """QuerySet.update() moves neither the version nor the status: the clean mark's hash of the local
+    fields is what notices it."""
+    remote = make_assistant(emulator, "Support")
+    run(vapi_client, Direction.IMPORT)
+    Agent.objects.filter(vapi_assistant_id=remote["id"]).update(name="Renamed in bulk")
+
+    result = run(vapi_client, Direction.FULL)
+
+    assert result.counts["assistants"]["updated"] == 1
+    assert emulator.assistants[remote["id"]]["name"] == "Renamed in bulk"
+
+
+def test_dashboard_edit_after_the_pair_was_found_equal_is_imported(emulator, vapi_client):
+    remote = make_assistant(emulator, "Support")
+    run(vapi_client, Direction.IMPORT)
+    run(vapi_client, Direction.FULL)
+    emulator.edit_assistant(remote["id"], name="Renamed in Vapi")
+
+    result = run(vapi_client, Direction.FULL)
+
+    assert result.counts["assistants"]["updated"] == 1
+    assert Agent.objects.get(vapi_assistant_id=remote["id"]).name == "Renamed in Vapi"
+
+
+def test_number_whose_agent_moved_to_another_assistant_is_compared_again(emulator, vapi_client):
+    """A number's fields name its agent's assistant, which lives in the agent's row: relinking the
+    agent changes the number's fields without touching the number."""
+    first, second = make_assistant(emulator, "First"), make_assistant(emulator, "Second")
+    number = emulator.add_phone_number(provider="vapi", number="+16826269224", name="Main line", assistantId=first["id"])
+    run(vapi_client, Direction.IMPORT)
+    agent = Agent.objects.get(vapi_assistant_id=first["id"])
+    Agent.objects.filter(vapi_assistant_id=second["id"]).delete()
+    Agent.objects.filter(pk=agent.pk).update(vapi_assistant_id=second["id"])
+
+    result = run(vapi_client, Direction.EXPORT)
+
+    assert result.counts["phone_numbers"]["updated"] == 1, result.errors
+    assert emulator.phone_numbers[number["id"]]["assistantId"] == second["id"]
