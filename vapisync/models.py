@@ -132,10 +132,10 @@ class SyncRecord(models.Model):
     synced_at = models.DateTimeField(null=True, blank=True)
     local_deleted_at = models.DateTimeField(null=True, blank=True)
     remote_deleted_at = models.DateTimeField(null=True, blank=True)
-    # "<format>:<hash of the local fields>@<Vapi updatedAt>" (vapisync.mapping.clean_mark) when a run found both sides equal, with those local
-    # fields and that Vapi document; "" otherwise. Vapi moves updatedAt on every change, so a later run
-    # that finds the same two knows the pair is still equal without mapping Vapi's document again
-    # (vapisync.services.engine). Every other writer of this row clears it.
+    # "<format>:<hash of the local fields>@<Vapi updatedAt>" (vapisync.mapping.clean_mark) when a run
+    # found both sides equal, with those local fields and that Vapi document; "" otherwise. Vapi moves
+    # updatedAt on every change, so a later run that finds the same two knows the pair is still equal
+    # without mapping Vapi's document again (vapisync.services.engine). Every other writer clears it.
     clean_mark = models.CharField(max_length=100, blank=True, default="", db_default="")
 
     class Meta:

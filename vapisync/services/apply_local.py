@@ -214,9 +214,10 @@ class LocalWrites:
         for start in range(0, len(needed), BATCH_SIZE):
             self._bookkeeping_batch(needed[start:start + BATCH_SIZE])
 
-    def _bookkeeping_differs(self, pair: Pair) -> bool:
+    def _record_stale(self, pair: Pair) -> bool:
+        """The pair's sync record no longer says what both sides are now."""
         record = pair.record
-        stale_record = (
+        return (
             record is None
             or record.local_id != pair.local.pk
             or record.remote_updated_at != mapping.remote_updated_at(pair.remote)
@@ -224,9 +225,14 @@ class LocalWrites:
             or record.remote_deleted_at is not None
             or record.clean_mark != self.clean_mark_of(pair, pair.local_fields, pair.remote_fields)
         )
-        in_sync = pair.local_fields == pair.remote_fields
-        return stale_record or (in_sync and (pair.local.sync_status != SyncStatus.SYNCED
-                                             or getattr(pair.local, self.vapi_id_field) != pair.remote["id"]))
+
+    def _status_stale(self, pair: Pair) -> bool:
+        """Both sides agree but the record does not say "in sync" (or is not linked) yet."""
+        return pair.local_fields == pair.remote_fields and (
+            pair.local.sync_status != SyncStatus.SYNCED or getattr(pair.local, self.vapi_id_field) != pair.remote["id"])
+
+    def _bookkeeping_differs(self, pair: Pair) -> bool:
+        return self._record_stale(pair) or self._status_stale(pair)
 
     def _bookkeeping_batch(self, writes: list[PlannedWrite]) -> None:
         with transaction.atomic(), sync_writes():
@@ -241,16 +247,9 @@ class LocalWrites:
                     pair.local.sync_status, pair.local.sync_error = write.status
                     status_changes.append(pair.local)
                     continue
-                record = pair.record
-                if (record is None or record.local_id != pair.local.pk
-                        or record.remote_updated_at != mapping.remote_updated_at(pair.remote)
-                        or record.baseline != baseline_after(pair.local_fields, pair.remote_fields, record.baseline)
-                        or record.remote_deleted_at is not None
-                        or record.clean_mark != self.clean_mark_of(pair, pair.local_fields, pair.remote_fields)):
+                if self._record_stale(pair):
                     records.append(self._record_for(pair))
-                if pair.local_fields == pair.remote_fields and (
-                        pair.local.sync_status != SyncStatus.SYNCED
-                        or getattr(pair.local, self.vapi_id_field) != pair.remote["id"]):
+                if self._status_stale(pair):
                     setattr(pair.local, self.vapi_id_field, pair.remote["id"])
                     pair.local.sync_status, pair.local.sync_error, pair.local.last_synced_at = SyncStatus.SYNCED, "", self.now
                     status_changes.append(pair.local)

@@ -54,8 +54,9 @@ def _converter(field):
 
 
 def _json_text(value) -> str:
-    """JSON text as json.dumps would write it (orjson is several times faster); anything orjson
-    declines (integers beyond 64 bits, keys that are not strings) goes to json.dumps."""
+    """JSON text, by orjson (several times faster than json.dumps; the same JSON, written without
+    spaces and with UTF-8 unescaped). What orjson declines (integers beyond 64 bits, keys that are
+    not strings) goes to json.dumps."""
     try:
         return orjson.dumps(value).decode()
     except TypeError:

@@ -39,8 +39,6 @@ class AssistantSync(ResourceSync):
     def get_remote(self, vapi_id):
         return self.client.get_assistant(vapi_id)
 
-
-
     def secondary_key_of_doc(self, doc):
         return str((doc.get("metadata") or {}).get(mapping.MARKER_KEY) or "") or None
 
@@ -49,9 +47,6 @@ class AssistantSync(ResourceSync):
 
     def secondary_filter(self, qs, keys):
         return qs.filter(uuid__in=keys)
-
-
-
 
     def create_remote(self, pair: Pair) -> dict:
         agent = pair.local
@@ -186,9 +181,6 @@ class PhoneNumberSync(ResourceSync):
     def get_remote(self, vapi_id):
         return self.client.get_phone_number(vapi_id)
 
-
-
-
     def load_locals(self, docs, complete):
         locals_ = super().load_locals(docs, complete)
         self.mapper.numbers_stored_here(obj.number for obj in locals_)
@@ -202,10 +194,6 @@ class PhoneNumberSync(ResourceSync):
 
     def secondary_filter(self, qs, keys):
         return qs.filter(number__in=keys)
-
-
-
-
 
     def route(self, pair, plan):
         # An assistantId naming an assistant imported since: link the agent now.

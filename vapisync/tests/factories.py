@@ -12,6 +12,16 @@ BASE_URL = "http://vapi.test"
 API_KEY = "test-vapi-key"
 
 
+class ManualClock:
+    """A clock the test moves by hand (`clock.now += 5`): a lease's monotonic time, the emulator's time."""
+
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
 def make_assistant(emulator, name="Support", prompt="You are helpful.", **extra):
     doc = {
         "name": name,

@@ -20,22 +20,16 @@ from vapisync.exceptions import (
 )
 from vapisync.vapi_http import format_vapi_datetime
 
+from .factories import ManualClock
+
 BASE = "http://vapi.test"
 KEY = "emu-secret-key-42"
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
 def clock():
-    return Clock(T0)
+    return ManualClock(T0)
 
 
 @pytest.fixture

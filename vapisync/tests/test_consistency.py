@@ -23,7 +23,7 @@ from vapisync.services.rollback import sync_run_rollback
 from vapisync.services.runs import sync_run_start
 from vapisync.services.seams import seam_inject
 
-from .factories import make_assistant
+from .factories import ManualClock, make_assistant
 
 pytestmark = pytest.mark.django_db
 
@@ -110,16 +110,8 @@ def test_1_number_reassigned_during_import_keeps_its_new_agent(emulator, vapi_cl
 # --- 3. The lease: renewed on a clock, fenced ---------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
 def test_3_lease_renews_on_its_clock_and_a_failed_renewal_stops_writes():
-    clock = FakeClock()
+    clock = ManualClock()
     assert lock_take(owner="run:1", ttl=timedelta(seconds=30)) == "new"
     lease = Lease(owner="run:1", ttl=timedelta(seconds=30), clock=clock)
     clock.now += 9
@@ -138,7 +130,7 @@ def test_3_lease_renews_on_its_clock_and_a_failed_renewal_stops_writes():
 
 
 def test_3_lease_not_renewed_in_time_stops_writes_before_it_can_expire():
-    clock = FakeClock()
+    clock = ManualClock()
     lock_take(owner="run:1", ttl=timedelta(seconds=60))
     lease = Lease(owner="run:1", ttl=timedelta(seconds=60), margin=20, clock=clock)
     clock.now += 39
@@ -153,7 +145,7 @@ def test_3_long_push_keeps_its_lease_by_renewing_on_its_clock(emulator, vapi_cli
     Agent.objects.bulk_create([Agent(name=f"Agent {i}") for i in range(60)])
     sync_run = SyncRun.objects.create(direction=Direction.EXPORT, trigger="cli", resources=["assistants"])
     lock_take(owner=f"run:{sync_run.pk}", ttl=timedelta(seconds=30))
-    clock = FakeClock()
+    clock = ManualClock()
     lease = Lease(owner=f"run:{sync_run.pk}", ttl=timedelta(seconds=30), clock=clock)
 
     def slow_vapi(**_):

@@ -17,6 +17,8 @@ from vapisync.services.locks import (
     lock_take,
 )
 
+from .factories import ManualClock
+
 pytestmark = pytest.mark.django_db
 TTL = timedelta(seconds=60)
 
@@ -24,14 +26,6 @@ TTL = timedelta(seconds=60)
 def expire(key="sync"):
     """The holder stopped renewing long ago."""
     SyncLock.objects.filter(key=key).update(expires_at=timezone.now() - timedelta(seconds=1))
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 def test_take_is_new_then_held_by_the_same_owner_and_refused_to_another():
@@ -78,7 +72,7 @@ def test_keys_are_independent():
 
 def test_a_lease_stays_alive_until_its_deadline_minus_the_margin():
     lock_take(owner="run:1", ttl=TTL)
-    clock = Clock()
+    clock = ManualClock()
     lease = Lease(owner="run:1", ttl=TTL, margin=10, clock=clock)
 
     clock.now += 49.9
@@ -92,7 +86,7 @@ def test_a_lease_stays_alive_until_its_deadline_minus_the_margin():
 
 def test_tick_renews_after_a_third_of_the_ttl_and_the_deadline_counts_from_the_renewal():
     lock_take(owner="run:1", ttl=TTL)
-    clock = Clock()
+    clock = ManualClock()
     lease = Lease(owner="run:1", ttl=TTL, clock=clock)
     row_expiry = SyncLock.objects.get().expires_at
 
@@ -111,7 +105,7 @@ def test_tick_renews_after_a_third_of_the_ttl_and_the_deadline_counts_from_the_r
 
 def test_a_failed_renewal_is_final():
     lock_take(owner="run:1", ttl=TTL)
-    clock = Clock()
+    clock = ManualClock()
     lease = Lease(owner="run:1", ttl=TTL, clock=clock)
     expire()
     assert lock_take(owner="run:2", ttl=TTL) == "taken_over"
@@ -129,7 +123,7 @@ def test_check_in_transaction_sees_a_takeover_the_clock_cannot():
     from django.db import transaction
 
     lock_take(owner="run:1", ttl=TTL)
-    lease = Lease(owner="run:1", ttl=TTL, clock=Clock())
+    lease = Lease(owner="run:1", ttl=TTL, clock=ManualClock())
     with transaction.atomic():
         lease.check_in_transaction()
 
@@ -142,7 +136,7 @@ def test_check_in_transaction_sees_a_takeover_the_clock_cannot():
 
 
 def test_the_margin_is_capped_at_half_the_ttl():
-    clock = Clock()
+    clock = ManualClock()
     lease = Lease(owner="run:1", ttl=TTL, margin=600, clock=clock)
     assert lease.margin == 30
     clock.now += 29
