@@ -31,6 +31,23 @@ def e164_normalize(value: str, *, region: str | None = None) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+def e164_normalize_or_keep(value: str) -> str:
+    """`value` in E.164, or `value` itself when it is not a number that can be normalised.
+
+    A value that parses and formats back to itself is returned as it is whether it is valid or not,
+    so the validity check (the costly part: a +1 number is tried against every NANP region) runs
+    only for values written some other way."""
+    try:
+        if phonenumbers.format_number(phonenumbers.parse(value, None), phonenumbers.PhoneNumberFormat.E164) == value:
+            return value
+    except phonenumbers.NumberParseException:
+        pass  # not in international form: parsed again below, with the default region
+    try:
+        return e164_normalize(value)
+    except ValidationError:
+        return value
+
+
 def is_e164(value: str | None) -> bool:
     """True when `value` is a valid number written exactly in E.164 ("+16826269224")."""
     if not value:

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+import orjson
 from django.utils.dateparse import parse_datetime
 
 # Marker stored in an assistant's `metadata` so a create whose answer was lost can be
@@ -36,13 +37,22 @@ def fields_hash(fields: Mapping) -> str:
 
 # Bump when the mapping changes what two equal sides look like (a field mapped differently, a new
 # normalisation): every stored clean mark then stops matching and each pair is compared again once.
-CLEAN_MARK_FORMAT = "1"
+CLEAN_MARK_FORMAT = "2"
 
 
 def clean_mark(local_fields: Mapping, updated_at: str | None) -> str:
     """A pair's sides found equal, as the sync record keeps it: the local fields' hash with Vapi's
-    `updatedAt` of that moment ("" when Vapi gave none: such a pair is always compared)."""
-    return f"{CLEAN_MARK_FORMAT}:{fields_hash(local_fields)}@{updated_at}" if updated_at else ""
+    `updatedAt` of that moment ("" when Vapi gave none: such a pair is always compared).
+
+    A full sync computes one per record, so the fields are serialised with orjson (sorted keys; the
+    values are strings and None) rather than json.dumps, several times faster; the format says which."""
+    if not updated_at:
+        return ""
+    try:
+        blob = orjson.dumps(local_fields, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # a value orjson does not serialise: the same stable text json.dumps gives
+        blob = json.dumps(local_fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    return f"{CLEAN_MARK_FORMAT}:{hashlib.sha256(blob).hexdigest()}@{updated_at}"
 
 
 def document_hash(doc: Mapping | None) -> str | None:
@@ -186,5 +196,7 @@ def phone_update_payload(fields: Mapping, remote: Mapping) -> dict:
 
 def diff(before: Mapping, after: Mapping, keys: Iterable[str] | None = None) -> dict:
     """field -> [old, new] for the fields that differ."""
-    keys = keys if keys is not None else sorted(set(before) | set(after))
+    if not before and keys is None:  # a creation (every history row of an import): each value is new
+        return {k: [None, after[k]] for k in sorted(after) if after[k] is not None}
+    keys = keys if keys is not None else sorted(before.keys() | after.keys())
     return {k: [before.get(k), after.get(k)] for k in keys if before.get(k) != after.get(k)}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.models import Agent
-from phonenumbers_app.e164 import e164_normalize
+from phonenumbers_app.e164 import e164_normalize_or_keep
 from phonenumbers_app.models import PhoneNumber
 from vapisync import mapping
 from vapisync.models import Resource
@@ -27,6 +27,10 @@ class AgentMapper:
     """Agent <-> Vapi assistant."""
 
     fields = mapping.ASSISTANT_FIELDS
+    local_columns = mapping.ASSISTANT_FIELDS  # what local_fields reads: a row of these columns will do
+
+    def stored_rows_read(self, rows) -> None:
+        """Rows read from this app's table (nothing to learn from an agent's)."""
 
     def local_fields(self, agent) -> dict:
         return mapping.agent_fields(agent)
@@ -59,8 +63,8 @@ class AgentMapper:
 @functools.lru_cache(maxsize=65536)  # a run compares each number several times
 def number_normalize_or_keep(number: str) -> str:
     try:
-        return e164_normalize(number)
-    except Exception:  # a number we cannot parse is compared as Vapi wrote it
+        return e164_normalize_or_keep(number)
+    except Exception:  # not even text: compared as Vapi wrote it
         return number
 
 
@@ -69,18 +73,19 @@ class PhoneNumberMapper:
     Vapi id, so the mapper holds the agent <-> assistant map it was built with (`current()` reads it)."""
 
     fields = mapping.PHONE_FIELDS
+    local_columns = ("number", "sip_uri", "name", "provider", "agent_id", "vapi_assistant_id")
 
     def __init__(self, agent_by_vapi_id: dict[str, int]):
         self.agent_by_vapi_id = agent_by_vapi_id
         self.vapi_id_by_agent = {pk: vapi_id for vapi_id, pk in agent_by_vapi_id.items()}
         self.stored_numbers: set[str] = set()
 
-    def numbers_stored_here(self, numbers) -> None:
-        """Numbers read from our own rows. Every number this app stores went through
-        `number_normalize_or_keep` (a person's save normalises it; an import stores Vapi's number
-        normalised, or as given when it cannot be parsed), so normalising one again gives itself:
-        comparing it needs no parsing, which is most of a no-op sync's time on numbers."""
-        self.stored_numbers.update(n for n in numbers if n)
+    def stored_rows_read(self, rows) -> None:
+        """Rows read from this app's table: their numbers are known normalised. Every number this app
+        stores went through `number_normalize_or_keep` (a person's save normalises it; an import stores
+        Vapi's number normalised, or as given when it cannot be parsed), so normalising one again gives
+        itself: comparing it needs no parsing, which is most of a no-op sync's time on numbers."""
+        self.stored_numbers.update(row.number for row in rows if row.number)
 
     def normalize_number(self, number: str) -> str:
         return number if number in self.stored_numbers else number_normalize_or_keep(number)

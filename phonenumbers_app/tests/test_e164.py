@@ -1,8 +1,10 @@
 import pytest
 from django.core.exceptions import ValidationError
 from django.test import override_settings
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from phonenumbers_app.e164 import e164_normalize
+from phonenumbers_app.e164 import e164_normalize, e164_normalize_or_keep
 
 
 @pytest.mark.parametrize(
@@ -84,3 +86,24 @@ def test_region_is_read_at_call_time():
     with override_settings(PHONE_NUMBER_DEFAULT_REGION="FR"):
         assert e164_normalize("01 42 68 53 00") == "+33142685300"
     assert e164_normalize("682-626-9224") == "+16826269224"
+
+
+def _normalize_or_keep_by_validating(value):
+    try:
+        return e164_normalize(value)
+    except ValidationError:
+        return value
+
+
+@pytest.mark.parametrize("value", [
+    "+16826269224", "+1 682 626 9224", "(682) 626-9224", "+4407911123456", "+447911123456", "+390612345678",
+    "+5491123456789", "+999123", "+1", "+14155550123 ext 5", "sip:line@example.com", "+0123", "not a number",
+])
+def test_normalize_or_keep_skips_the_validity_check_only_where_it_cannot_change_the_answer(value):
+    assert e164_normalize_or_keep(value) == _normalize_or_keep_by_validating(value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.from_regex(r"\A\+?[0-9][0-9 ()-]{0,16}\Z"))
+def test_normalize_or_keep_gives_what_validating_every_number_gives(value):
+    assert e164_normalize_or_keep(value) == _normalize_or_keep_by_validating(value)

@@ -14,7 +14,7 @@ from vapisync import mapping
 from vapisync.context import sync_writes
 from vapisync.drift import baseline_after
 from vapisync.models import ChangeAction, Side, SyncRecord
-from vapisync.services.bulk_insert import insert_instances, insert_rows
+from vapisync.services.bulk_insert import insert_instances, insert_new, insert_rows, param_chunks
 from vapisync.services.history import BATCH_SIZE, INSERT_BATCH_SIZE, error_text
 from vapisync.services.plan import Pair, PlannedWrite, Write
 from vapisync.services.seams import seam
@@ -31,10 +31,9 @@ class LocalWrites:
     def versions_now(self, pks) -> dict[int, int]:
         """pk -> version, with the rows locked until the caller's transaction ends (PostgreSQL;
         SQLite's IMMEDIATE transactions already hold the database's write lock)."""
-        pks, found = list(pks), {}
-        for start in range(0, len(pks), 900):  # SQLite's limit on query parameters
-            found.update(self.model.objects.select_for_update().filter(pk__in=pks[start:start + 900])
-                         .values_list("pk", "version"))
+        found = {}
+        for chunk in param_chunks(list(pks)):
+            found.update(self.model.objects.select_for_update().filter(pk__in=chunk).values_list("pk", "version"))
         return found
 
     def report_missed(self, write: PlannedWrite, now_version: int | None) -> None:
@@ -90,12 +89,12 @@ class LocalWrites:
                     sync_status=SyncStatus.ERROR, sync_error=error_text(exc)[:2000])
 
     def _create_locals(self, batch: list[PlannedWrite]) -> list:
-        objs = []
+        rows = []
         for write in batch:
-            obj = self.new_local(write.pair.remote, write.pair.remote_fields)
-            obj.sync_status, obj.last_synced_at, obj.sync_error = SyncStatus.SYNCED, self.now, ""
-            objs.append(obj)
-        created = insert_instances(objs)
+            values = self.new_local_values(write.pair.remote, write.pair.remote_fields)
+            values.update(sync_status=SyncStatus.SYNCED, last_synced_at=self.now, sync_error="")
+            rows.append(values)
+        created = insert_new(self.model, rows)
         records, new_records = [], []
         for write, obj in zip(batch, created, strict=True):
             pair = write.pair

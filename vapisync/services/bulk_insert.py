@@ -22,6 +22,16 @@ from django.db.models import Value
 from django.db.models.expressions import DatabaseDefault
 from django.utils import timezone
 
+# SQLite's limit on the parameters of one query (older builds): `pk__in` lists are read in slices of it.
+QUERY_PARAMS = 900
+
+
+def param_chunks(values: Sequence) -> Iterable[Sequence]:
+    """`values` in slices small enough for one query's parameters."""
+    for start in range(0, len(values), QUERY_PARAMS):
+        yield values[start:start + QUERY_PARAMS]
+
+
 # Field kinds whose Python values the database drivers take as they are.
 _PLAIN = {"CharField", "TextField", "SlugField", "EmailField", "URLField", "BooleanField", "IntegerField",
           "BigIntegerField", "SmallIntegerField", "PositiveIntegerField", "PositiveBigIntegerField",
@@ -112,8 +122,7 @@ def insert_instances(objs: Sequence, *, batch_size: int = 500) -> list:
     if not objs:
         return list(objs)
     model = type(objs[0])
-    opts = model._meta
-    fields = [f for f in opts.concrete_fields if not f.primary_key]
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     defaults = {f.attname: f.db_default.value for f in fields if isinstance(f.db_default, Value)}
     stamped = {f.attname for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)}
     now = timezone.now()  # one clock reading for the batch's auto_now fields
@@ -129,8 +138,51 @@ def insert_instances(objs: Sequence, *, batch_size: int = 500) -> list:
                 setattr(obj, f.attname, value)
             row.append(value)
         rows.append(row)
+    ids = _insert_returning_ids(model, fields, _prepared(fields, rows), batch_size)
+    for obj, pk in zip(objs, ids, strict=True):
+        obj.pk = pk
+        obj._state.adding, obj._state.db = False, connection.alias
+    return list(objs)
+
+
+def insert_new(model, rows: Sequence[dict], *, batch_size: int = 500) -> list:
+    """Insert new rows of `model`, each given as attname -> value, and return them as model instances,
+    as if read back. No instance is built before the insert (its constructor is most of the cost of
+    a large import): a field a row does not give takes its default as a new instance's would (a
+    callable one called per row), auto_now fields one clock reading for the batch. Keys that are not
+    columns (flags a mapper sets on instances) are ignored."""
+    if not rows:
+        return []
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    now = timezone.now()
+    fills = []  # per field: (callable default or None, constant value)
+    for f in fields:
+        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+            fills.append((None, now))
+        elif f.has_default() and callable(f.default):
+            fills.append((f.default, None))
+        elif not f.has_default() and isinstance(f.db_default, Value):
+            fills.append((None, f.db_default.value))
+        else:
+            fills.append((None, f.get_default()))
+    stamped = [i for i, f in enumerate(fields) if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
+    names = [f.attname for f in fields]
+    raw = []
+    for row in rows:
+        values = [row[name] if name in row else (make() if make else value)
+                  for name, (make, value) in zip(names, fills, strict=True)]
+        for i in stamped:
+            values[i] = now
+        raw.append(values)
+    ids = _insert_returning_ids(model, fields, _prepared(fields, raw), batch_size)
+    attnames = [model._meta.pk.attname, *names]
+    return [model.from_db(connection.alias, attnames, (pk, *values)) for pk, values in zip(ids, raw, strict=True)]
+
+
+def _insert_returning_ids(model, fields, values: list[tuple], batch_size: int) -> list[int]:
+    """Insert prepared rows; their primary keys, in order."""
+    opts = model._meta
     _, table, columns = _columns(model, [f.name for f in fields])
-    values = _prepared(fields, rows)
     pk_column = connection.ops.quote_name(opts.pk.column)
     if connection.vendor == "postgresql":
         # Take the ids from the table's sequence first, then COPY the rows with them.
@@ -139,13 +191,10 @@ def insert_instances(objs: Sequence, *, batch_size: int = 500) -> list:
                            [connection.ops.quote_name(table), opts.pk.column, len(values)])
             ids = [pk for (pk,) in cursor.fetchall()]
         _send(table, f"{pk_column}, {columns}", [(pk, *row) for pk, row in zip(ids, values, strict=True)])
-        for obj, pk in zip(objs, ids, strict=True):
-            obj.pk = pk
-            obj._state.adding, obj._state.db = False, connection.alias
-        return list(objs)
-    limit = connection.features.max_query_params
-    size = max(1, min(batch_size, limit // len(fields)))
+        return ids
+    size = max(1, min(batch_size, connection.features.max_query_params // len(fields)))
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    ids = []
     with connection.cursor() as cursor:
         for start in range(0, len(values), size):
             chunk = values[start:start + size]
@@ -155,7 +204,5 @@ def insert_instances(objs: Sequence, *, batch_size: int = 500) -> list:
                 [value for row in chunk for value in row],
             )
             # Rows come back in the order of the VALUES list (SQLite, as bulk_create relies on too).
-            for obj, (pk,) in zip(objs[start:start + size], cursor.fetchall(), strict=True):
-                obj.pk = pk
-                obj._state.adding, obj._state.db = False, connection.alias
-    return list(objs)
+            ids += [pk for (pk,) in cursor.fetchall()]
+    return ids

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from types import SimpleNamespace
 
 from django.db import transaction
 from django.utils import timezone
@@ -39,8 +40,9 @@ from vapisync.exceptions import VapiNotFound
 from vapisync.models import ChangeAction, Side, SyncCursor, SyncRecord
 from vapisync.services.apply_local import LocalWrites
 from vapisync.services.apply_remote import RemoteWrites
+from vapisync.services.bulk_insert import param_chunks
 from vapisync.services.history import BATCH_SIZE, Recorder
-from vapisync.services.plan import ACTION_OF_WRITE, Pair, Plan, PlannedWrite, RunOptions, Write
+from vapisync.services.plan import ACTION_OF_WRITE, FoundEqual, Pair, Plan, PlannedWrite, RunOptions, Write
 from vapisync.services.seams import seam
 
 logger = logging.getLogger(__name__)
@@ -94,7 +96,12 @@ class ResourceSync(LocalWrites, RemoteWrites):
     def local_fields(self, obj): return self.mapper.local_fields(obj)
     def remote_fields(self, doc): return self.mapper.remote_fields(doc)
     def label_of(self, obj=None, doc=None): return self.mapper.label(obj, doc)
-    def new_local(self, doc, fields): return self.mapper.new_local(doc, fields)
+    def new_local_values(self, doc, fields) -> dict:
+        """Column values of the local record an import makes of `doc`: the mapper's apply_local, onto
+        a plain namespace rather than a model instance (bulk_insert.insert_new builds those)."""
+        values = SimpleNamespace()
+        self.mapper.apply_local(values, fields, doc)
+        return vars(values)
     def apply_local(self, obj, fields, doc): return self.mapper.apply_local(obj, fields, doc)
     def local_state(self, obj) -> dict: return self.mapper.local_state(obj)
 
@@ -132,9 +139,15 @@ class ResourceSync(LocalWrites, RemoteWrites):
                 self.lease.tick()
         return out
 
-    def load_locals(self, docs, complete) -> list:
+    def load_locals(self, docs, complete, found: FoundEqual | None = None) -> list:
         opts = self.options
         qs = self.model.objects.all()
+        if found is not None:  # a full sync: everything but the pairs set aside
+            locals_ = []
+            for chunk in param_chunks(sorted(found.other_local_ids)):
+                locals_ += qs.filter(pk__in=chunk)
+            self.mapper.stored_rows_read(locals_)
+            return locals_
         if opts.selected(self.resource):
             ids = [d["id"] for d in docs] + list(opts.vapi_ids.get(self.resource) or [])
             qs = qs.filter(pk__in=opts.local_ids.get(self.resource) or []) | qs.filter(
@@ -143,7 +156,9 @@ class ResourceSync(LocalWrites, RemoteWrites):
         elif not complete:
             keys = [k for k in (self.secondary_key_of_doc(d) for d in docs) if k]
             qs = qs.filter(**{f"{self.vapi_id_field}__in": [d["id"] for d in docs]}) | self.secondary_filter(qs, keys)
-        return list(qs.distinct())
+        locals_ = list(qs.distinct())
+        self.mapper.stored_rows_read(locals_)
+        return locals_
 
     def secondary_filter(self, qs, keys):
         return qs.none()
@@ -162,7 +177,53 @@ class ResourceSync(LocalWrites, RemoteWrites):
             ).values_list("local_id", "vapi_id")
         )
 
-    def pair_up(self, docs, gone, complete, locals_) -> tuple[list[Pair], list[SyncRecord]]:
+    def set_aside_found_equal(self, docs) -> FoundEqual | None:
+        """A full sync's pairs that are still as a run found them equal, read as plain column values
+        (no model instance, no stored document): most of a no-op sync. None when no record has a mark.
+
+        Such a pair is a document, a local record and a sync record that name one another (the local
+        record carries the document's id; the sync record, keyed by that id, the local record's), so
+        setting all three aside changes no other pairing: the rest is paired exactly as before. Nothing
+        is written for them, so a person's edit after these reads is never overwritten: it made the
+        record pending, and the outbox pushes it."""
+        marked = {vapi_id: (pk, local_id, mark, local_deleted_at is None and remote_deleted_at is None)
+                  for pk, vapi_id, local_id, mark, local_deleted_at, remote_deleted_at
+                  in SyncRecord.objects.filter(resource=self.resource).exclude(clean_mark="").values_list(
+                      "pk", "vapi_id", "local_id", "clean_mark", "local_deleted_at", "remote_deleted_at")}
+        if not marked:
+            return None
+        rows = {row.pk: row for row in self.model.objects.order_by().values_list(
+            "pk", self.vapi_id_field, "sync_status", *self.mapper.local_columns, named=True)}
+        self.mapper.stored_rows_read(rows.values())
+        found = FoundEqual()
+        for doc in docs:
+            record_pk, local_id, mark, undeleted = marked.pop(doc["id"], (None, None, "", False))
+            row = rows.get(local_id)
+            if record_pk is None:
+                continue
+            if row is not None and undeleted and self.still_found_equal(mark, local_id, row, doc):
+                found.vapi_ids.add(doc["id"])
+                found.local_ids.add(local_id)
+            else:
+                found.other_record_ids.append(record_pk)
+        found.other_record_ids += [record_pk for record_pk, *_ in marked.values()]  # no document listed
+        found.other_local_ids = [pk for pk in rows if pk not in found.local_ids]
+        return found
+
+    def load_records(self, ids, complete, found: FoundEqual | None) -> dict[str, SyncRecord]:
+        """Vapi id -> sync record. The stored Vapi document is for people and rollbacks; baselines are
+        read later, only for the pairs that need comparing (load_baselines)."""
+        records_qs = SyncRecord.objects.filter(resource=self.resource).defer("remote", "baseline")
+        if found is not None:  # the unmarked records, and the marked ones not set aside
+            records = list(records_qs.filter(clean_mark=""))
+            for chunk in param_chunks(found.other_record_ids):
+                records += records_qs.filter(pk__in=chunk)
+            return {r.vapi_id: r for r in records}
+        if not complete:
+            records_qs = records_qs.filter(vapi_id__in=ids)
+        return {r.vapi_id: r for r in records_qs}
+
+    def pair_up(self, docs, gone, complete, locals_, found: FoundEqual | None = None) -> tuple[list[Pair], list[SyncRecord]]:
         recorded = self.recorded_links([o.pk for o in locals_ if not getattr(o, self.vapi_id_field)])
         by_vapi_id = {}
         for obj in locals_:
@@ -174,13 +235,7 @@ class ResourceSync(LocalWrites, RemoteWrites):
             key = self.secondary_key_of_local(obj)
             if key and not getattr(obj, self.vapi_id_field):
                 by_secondary[key] = obj
-        ids = {d["id"] for d in docs} | set(by_vapi_id) | gone
-        # The stored Vapi document is for people and rollbacks; baselines are read later, only for the
-        # pairs that need comparing (load_baselines).
-        records_qs = SyncRecord.objects.filter(resource=self.resource).defer("remote", "baseline")
-        if not complete:
-            records_qs = records_qs.filter(vapi_id__in=ids)
-        records = {r.vapi_id: r for r in records_qs}
+        records = self.load_records({d["id"] for d in docs} | set(by_vapi_id) | gone, complete, found)
 
         self.load_deleted_markers(docs, by_secondary, records)
         pairs, tombstones, seen_local = [], [], set()
@@ -221,18 +276,26 @@ class ResourceSync(LocalWrites, RemoteWrites):
         record, local, doc = pair.record, pair.local, pair.remote
         if record is None or local is None or doc is None or not record.clean_mark:
             return False
-        if not (local.sync_status == SyncStatus.SYNCED and getattr(local, self.vapi_id_field) == doc["id"]
-                and record.local_id == local.pk and record.local_deleted_at is None and record.remote_deleted_at is None):
-            return False
-        return record.clean_mark == mapping.clean_mark(self.local_fields(local), doc.get("updatedAt"))
+        return (record.local_deleted_at is None and record.remote_deleted_at is None
+                and self.still_found_equal(record.clean_mark, record.local_id, local, doc))
+
+    def still_found_equal(self, mark: str, record_local_id: int | None, local, doc: dict) -> bool:
+        """The clean mark `mark`, of a sync record linking `record_local_id` to `doc`, still holds for
+        `local` (a model instance, or a row of the mapper's `local_columns`, pk, Vapi id and status)."""
+        return (local.sync_status == SyncStatus.SYNCED and getattr(local, self.vapi_id_field) == doc["id"]
+                and record_local_id == local.pk and not self.waiting_for_link(local)
+                and mark == mapping.clean_mark(self.local_fields(local), doc.get("updatedAt")))
+
+    def waiting_for_link(self, local) -> bool:
+        """Hook: the local record has a write due that its fields do not show (phone numbers: an agent to link)."""
+        return False
 
     def load_baselines(self, pairs: list[Pair]) -> None:
         """Read the baselines of the pairs about to be compared, in bulk (pair_up defers them)."""
         records = {p.record.pk: p.record for p in pairs if p.record is not None and p.record.pk
                    and "baseline" not in p.record.__dict__}
-        ids = list(records)
-        for start in range(0, len(ids), 900):  # SQLite's limit on query parameters
-            for pk, baseline in SyncRecord.objects.filter(pk__in=ids[start:start + 900]).values_list("pk", "baseline"):
+        for chunk in param_chunks(list(records)):
+            for pk, baseline in SyncRecord.objects.filter(pk__in=chunk).values_list("pk", "baseline"):
                 records[pk].baseline = baseline
 
     def decide(self, pair: Pair) -> None:
@@ -261,8 +324,12 @@ class ResourceSync(LocalWrites, RemoteWrites):
         self.remote_count = len(docs) if complete else None
         newest = _newest(docs)
         self.remote_anchor = newest
-        locals_ = self.load_locals(docs, complete)
-        pairs, tombstones = self.pair_up(docs, gone, complete, locals_)
+        found = self.set_aside_found_equal(docs) if complete else None
+        if found is not None:
+            self.recorder.unchanged(self.resource, len(found.vapi_ids))
+        locals_ = self.load_locals(docs, complete, found)
+        pairs, tombstones = self.pair_up([d for d in docs if d["id"] not in found.vapi_ids] if found else docs,
+                                         gone, complete, locals_, found)
         plan = Plan()
         to_compare = []
         for pair in pairs:
@@ -276,7 +343,8 @@ class ResourceSync(LocalWrites, RemoteWrites):
             self.route(pair, plan)
         self.handle_tombstones(tombstones)
         seam("planned", resource=self.resource, plan=plan)
-        self.progress(phase=f"{self.resource}: applying", total=plan.writes, checked=len(pairs), done=0)
+        self.progress(phase=f"{self.resource}: applying", total=plan.writes,
+                      checked=len(pairs) + (len(found.vapi_ids) if found else 0), done=0)
 
         if self.options.dry_run:
             self.record_plan(plan)

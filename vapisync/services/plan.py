@@ -63,6 +63,17 @@ class Pair:
     seen_version: int | None = None  # the local record's version when it was read
 
 
+@dataclass
+class FoundEqual:
+    """A full sync's pairs still exactly as an earlier run found them equal (their clean marks), set
+    aside before pairing (ResourceSync.set_aside_found_equal); the rest of the run never sees them."""
+
+    vapi_ids: set[str] = field(default_factory=set)
+    local_ids: set[int] = field(default_factory=set)
+    other_local_ids: list[int] = field(default_factory=list)  # every other local record read
+    other_record_ids: list[int] = field(default_factory=list)  # marked sync records whose mark no longer holds
+
+
 class Write:
     """Kinds of planned writes."""
 

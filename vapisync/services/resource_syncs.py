@@ -15,6 +15,7 @@ from vapisync import mapping
 from vapisync.exceptions import VapiNotFound, VapiUnavailable
 from vapisync.models import ChangeAction, DeletedMarker, Resource, Side, SyncChange, SyncRecord
 from vapisync.resources import REGISTRY, RESOURCE_ORDER, AgentMapper, PhoneNumberMapper
+from vapisync.services.bulk_insert import param_chunks
 from vapisync.services.engine import ResourceSync
 from vapisync.services.plan import Pair, PlannedWrite, Write
 
@@ -108,10 +109,8 @@ class AssistantSync(ResourceSync):
         self.deleted_markers = {}
         if not unmatched or not DeletedMarker.objects.exists():
             return
-        markers = list(unmatched)
-        for start in range(0, len(markers), 900):  # SQLite's limit on query parameters
-            self.deleted_markers.update(DeletedMarker.objects.filter(marker__in=markers[start:start + 900])
-                                        .values_list("marker", "local_id"))
+        for chunk in param_chunks(list(unmatched)):
+            self.deleted_markers.update(DeletedMarker.objects.filter(marker__in=chunk).values_list("marker", "local_id"))
 
     def deleted_before_linked(self, doc):
         marker = self.secondary_key_of_doc(doc)
@@ -181,11 +180,6 @@ class PhoneNumberSync(ResourceSync):
     def get_remote(self, vapi_id):
         return self.client.get_phone_number(vapi_id)
 
-    def load_locals(self, docs, complete):
-        locals_ = super().load_locals(docs, complete)
-        self.mapper.numbers_stored_here(obj.number for obj in locals_)
-        return locals_
-
     def secondary_key_of_doc(self, doc):
         return self.mapper.normalize_number(doc["number"]) if doc.get("number") else None
 
@@ -194,6 +188,10 @@ class PhoneNumberSync(ResourceSync):
 
     def secondary_filter(self, qs, keys):
         return qs.filter(number__in=keys)
+
+    def waiting_for_link(self, local) -> bool:
+        """Routed to an assistant whose agent is here now, but not linked to it yet (route links it)."""
+        return not local.agent_id and local.vapi_assistant_id in self.mapper.agent_by_vapi_id
 
     def route(self, pair, plan):
         # An assistantId naming an assistant imported since: link the agent now.

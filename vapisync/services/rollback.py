@@ -161,7 +161,7 @@ class _Undo:
             raise RollbackNotPossible("a record linked to it exists here again")
         with transaction.atomic(), sync_writes():
             self.lease.check_in_transaction()
-            obj = adapter.new_local({"id": vapi_id}, before.get("local") or {})
+            obj = adapter.mapper.new_local({"id": vapi_id}, before.get("local") or {})
             obj.sync_status = SyncStatus.SYNCED
             obj.save()
             SyncRecord.objects.filter(resource=change.resource, vapi_id=vapi_id).update(local_id=obj.pk, local_deleted_at=None, clean_mark="")

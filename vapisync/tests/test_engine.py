@@ -14,6 +14,7 @@ from vapisync.exceptions import SyncAlreadyRunning
 from vapisync.models import ChangeAction, Direction, Resource, RunStatus, SyncChange, SyncRecord
 from vapisync.services.conflicts import conflict_resolve
 from vapisync.services.deletions import assistants_delete_request
+from vapisync.services.seams import seam_inject
 
 from .factories import linked_agent, make_assistant, remote_writes, run
 
@@ -568,3 +569,68 @@ def test_number_whose_agent_moved_to_another_assistant_is_compared_again(emulato
 
     assert result.counts["phone_numbers"]["updated"] == 1, result.errors
     assert emulator.phone_numbers[number["id"]]["assistantId"] == second["id"]
+
+
+def test_number_waiting_for_its_agent_is_linked_by_a_full_sync_once_the_agent_is_here(emulator, vapi_client):
+    """A number found equal while its assistant had no agent here: its fields do not change when the
+    agent appears (they name the assistant either way), so the link due must bring it back to compare."""
+    later = make_assistant(emulator, "Later")
+    emulator.add_phone_number(provider="vapi", number="+16826269224", assistantId=later["id"])
+    run(vapi_client, Direction.IMPORT, resources=[Resource.PHONE_NUMBERS])
+    assert SyncRecord.objects.get(resource=Resource.PHONE_NUMBERS).clean_mark
+    # An agent linked to that assistant arrives other than through an import (restored from a backup, say).
+    agent = Agent.objects.create(name="Later", system_prompt="You are helpful.", first_message="Hi, this is Later.",
+                                 vapi_assistant_id=later["id"])
+
+    result = run(vapi_client, Direction.FULL)
+
+    assert result.status == RunStatus.SUCCEEDED, result.errors
+    assert PhoneNumber.objects.get().agent_id == agent.pk
+    assert remote_writes(emulator) == 0
+
+
+def test_edit_saved_after_a_full_sync_set_its_pair_aside_stays_pending_and_is_pushed_next(emulator, vapi_client):
+    """A pair found equal before is read as plain columns and set aside; a person's save after that
+    read (at the "planned" seam, before any write) is neither overwritten nor marked in sync."""
+    remote = make_assistant(emulator, "Support")
+    run(vapi_client, Direction.IMPORT)
+    agent = Agent.objects.get()
+
+    def person_saves(**_):
+        copy_ = Agent.objects.get(pk=agent.pk)
+        copy_.name = "Renamed meanwhile"
+        copy_.save()
+
+    with seam_inject("planned", person_saves, once=True):
+        result = run(vapi_client, Direction.FULL, resources=[Resource.ASSISTANTS])
+
+    assert result.counts["assistants"]["unchanged"] == 1, result.counts
+    agent.refresh_from_db()
+    assert (agent.name, agent.sync_status) == ("Renamed meanwhile", SyncStatus.PENDING)
+    assert emulator.assistants[remote["id"]]["name"] == "Support"
+
+    result = run(vapi_client, Direction.FULL)
+
+    assert result.counts["assistants"]["updated"] == 1, result.errors
+    assert emulator.assistants[remote["id"]]["name"] == "Renamed meanwhile"
+    assert Agent.objects.get().sync_status == SyncStatus.SYNCED
+
+
+def test_full_sync_reads_no_model_instance_and_no_stored_document_for_pairs_found_equal(emulator, vapi_client):
+    """Most of a no-op sync: pairs still as found equal cost one column read each, nothing more."""
+    for i in range(30):
+        make_assistant(emulator, f"Agent {i}")
+    run(vapi_client, Direction.IMPORT)
+    edited = Agent.objects.order_by("pk").first()
+    Agent.objects.filter(pk=edited.pk).update(first_message="Edited in bulk")
+
+    with CaptureQueriesContext(connection) as queries:
+        result = run(vapi_client, Direction.FULL, resources=[Resource.ASSISTANTS])
+
+    assert result.counts["assistants"]["unchanged"] == 29 and result.counts["assistants"]["updated"] == 1
+    agent_reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and '"agents_agent"."system_prompt"' in q["sql"]]
+    # One read of every agent's columns (the set-aside check), then the edited agent's full row alone.
+    assert len(agent_reads) == 2, agent_reads
+    assert f"IN ({edited.pk})" in agent_reads[1]
+    record_reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and '"vapisync_syncrecord"."remote"' in q["sql"]]
+    assert not record_reads, "no stored Vapi document is read for a no-op pair"
