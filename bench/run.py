@@ -21,8 +21,9 @@ Options (environment variables, or the flags of the same name):
     BENCH_PROFILE_DIR=/tmp/prof    profile each step with cProfile into that directory (slows the figures)
 
 For each database and size: a floor (fetch and parse every page at limit 1000, then one executemany
-per table of the same local rows: the work no sync can avoid), an import into an empty database and a no-op full sync,
-each in its own process, so its peak memory (RSS) is its own. Then, on the first database and size,
+per table of the same local rows: the work no sync can avoid), a write floor (the floor, plus the sync
+records and history rows an import writes beside them, inserted the same way), an import into an empty
+database and a no-op full sync, each in its own process, so its peak memory (RSS) is its own. Then, on the first database and size,
 exports of local changes against the rate-limited emulator, with the client's default (adaptive)
 pacing: write rate, share of the limit, share of requests answered 429. Results go to
 bench/results.json and, unless BENCH_README=0, into README.md between the BENCH markers.
@@ -57,6 +58,7 @@ DEFAULTS = {
     "fixed_rate": "",
     "readme": "1",
 }
+SYNC_STEPS = ("floor", "write_floor", "import", "noop")
 MAX_EXPORT_SECONDS = 50  # changes per rate are capped so one export takes at most about this long
 
 
@@ -107,11 +109,11 @@ def main():
                     with fresh_database(database, args.pg_url) as database_url:
                         env = {"DATABASE_URL": database_url, "VAPI_BASE_URL": emulator.url}
                         run_child("migrate", {}, env)
-                        for step in ("floor", "import", "noop"):
+                        for step in SYNC_STEPS:
                             row = run_child(step, {}, env)
                             if step not in best or row["seconds"] < best[step]["seconds"]:
                                 best[step] = row
-                for step in ("floor", "import", "noop"):
+                for step in SYNC_STEPS:
                     best[step].update(database=database, assistants=assistants, phone_numbers=phones,
                                       rounds=args.repeat)
                     report["sync"].append(best[step])
@@ -288,7 +290,8 @@ def child(step: str, params: dict) -> None:
 
     client = sync_client()
     baseline_mb = rss_mb()
-    steps = {"floor": step_floor, "import": step_import, "noop": step_noop, "export": step_export}
+    steps = {"floor": step_floor, "write_floor": step_write_floor, "import": step_import, "noop": step_noop,
+             "export": step_export}
     profile_to = os.environ.get("BENCH_PROFILE_DIR")
     if profile_to:  # the figures of a profiled run are slower: the profile is what is wanted
         import cProfile
@@ -343,10 +346,16 @@ def measure(label, fn, client) -> dict:
     return row
 
 
-def step_floor(client) -> dict:
+def step_floor(client, bookkeeping: bool = False) -> dict:
     """The work no sync can avoid: fetch and parse every page, then one executemany per table (COPY on
-    PostgreSQL) of the same local rows the import makes (every column filled, Vapi's values as they are)."""
+    PostgreSQL) of the same local rows the import makes (every column filled, Vapi's values as they are).
+
+    With `bookkeeping`, the "write floor": also the rows an import writes beside them, in the same way
+    (a sync record per item holding Vapi's document and the baseline; a history row per item holding the
+    created values), each JSON column written by orjson. What an import costs beyond this is its own work."""
     import uuid
+
+    import orjson
 
     import requests
     from django.db import connection, transaction
@@ -354,6 +363,7 @@ def step_floor(client) -> dict:
 
     from agents.models import Agent
     from phonenumbers_app.models import PhoneNumber
+    from vapisync.models import SyncChange, SyncRecord, SyncRun
 
     def fetch(session, path):
         docs, cursor, seen = [], None, set()
@@ -377,6 +387,11 @@ def step_floor(client) -> dict:
         sql = (f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({columns}) "
                f"VALUES ({', '.join(['%s'] * len(fields))})")
         values = [[row.get(f.attname) for f in fields] for row in rows]
+        if model is SyncRecord or model is SyncChange:
+            json_columns = [i for i, f in enumerate(fields) if f.get_internal_type() == "JSONField"]
+            for value in values:
+                for i in json_columns:
+                    value[i] = None if value[i] is None else orjson.dumps(value[i]).decode()
         with transaction.atomic(), connection.cursor() as cursor:
             if connection.vendor == "postgresql":  # COPY, as the import's bulk rows go there
                 with cursor.cursor.copy(f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) "
@@ -403,12 +418,37 @@ def step_floor(client) -> dict:
             **common, "vapi_phone_id": d["id"], "number": d.get("number"), "sip_uri": "", "name": d.get("name", ""),
             "provider": d.get("provider", ""), "vapi_assistant_id": d.get("assistantId"), "agent_id": None,
         } for d in numbers])
+        if bookkeeping:
+            items = [(resource, d, {"number": d.get("number"), "sip_uri": "", "name": d.get("name", ""),
+                                 "provider": d.get("provider", ""), "assistant_id": d.get("assistantId")}
+                      if resource == "phone_numbers" else
+                      {"name": d.get("name", ""), "system_prompt": d["model"]["messages"][0]["content"],
+                       "first_message": d.get("firstMessage", ""), "model_provider": d["model"]["provider"],
+                       "model": d["model"]["model"], "voice_provider": d["voice"]["provider"], "voice_id": d["voice"]["voiceId"]})
+                     for resource, docs in (("assistants", assistants), ("phone_numbers", numbers)) for d in docs]
+            insert(SyncRecord, [{
+                "resource": resource, "vapi_id": d["id"], "local_id": i, "baseline": fields, "remote": d,
+                "remote_updated_at": d["updatedAt"], "synced_at": now, "clean_mark": "",
+            } for i, (resource, d, fields) in enumerate(items, 1)])
+            insert(SyncChange, [{
+                "run_id": run.pk, "resource": resource, "action": "create", "side": "local", "local_id": i,
+                "vapi_id": d["id"], "label": fields["name"] or d["id"], "before": None, "after": {"version": 1},
+                "diff": {k: [None, v] for k, v in sorted(fields.items())}, "reason": "", "error": "", "created_at": now,
+            } for i, (resource, d, fields) in enumerate(items, 1)])
         return len(assistants) + len(numbers)
 
-    row = measure("floor (fetch, parse, one bulk insert per table)", floor, client)
-    PhoneNumber.objects.all()._raw_delete(connection.alias)
-    Agent.objects.all()._raw_delete(connection.alias)
+    run = SyncRun.objects.create(direction="import", trigger="cli")
+    label = ("write floor (the floor + sync records and history rows)" if bookkeeping
+             else "floor (fetch, parse, one bulk insert per table)")
+    row = measure(label, floor, client)
+    for model in (SyncChange, SyncRecord, PhoneNumber, Agent):
+        model.objects.all()._raw_delete(connection.alias)
+    run.delete()
     return row
+
+
+def step_write_floor(client) -> dict:
+    return step_floor(client, bookkeeping=True)
 
 
 def step_import(client) -> dict:
@@ -471,17 +511,20 @@ def render(report: dict) -> str:
              + (f" Each step starts from an empty database {report['sync'][0].get('rounds', 1)} times; the table keeps "
                 "the fastest round." if report["sync"] and report["sync"][0].get("rounds", 1) > 1 else ""), ""]
     if report["sync"]:
-        lines += ["| database | assistants + numbers | step | time | × floor | peak memory | requests to Vapi | SQL queries | queries per 1,000 records |",
-                  "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-        floors = {}
+        lines += ["| database | assistants + numbers | step | time | × floor | × write floor | peak memory | requests to Vapi | SQL queries | queries per 1,000 records |",
+                  "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+        floors, write_floors = {}, {}
         for row in report["sync"]:
             key = (row["database"], row["assistants"])
             if row["label"].startswith("floor"):
                 floors[key] = row["seconds"] or 1e-9
+            if row["label"].startswith("write floor"):
+                write_floors[key] = row["seconds"] or 1e-9
             records = row["assistants"] + row["phone_numbers"]
+            over_writes = f"{row['seconds'] / write_floors[key]:.2f}" if key in write_floors else "–"
             lines.append(
                 f"| {row['database']} | {row['assistants']:,} + {row['phone_numbers']:,} | {row['label']} | "
-                f"{row['seconds']:.2f} s | {row['seconds'] / floors.get(key, row['seconds'] or 1e-9):.2f} | "
+                f"{row['seconds']:.2f} s | {row['seconds'] / floors.get(key, row['seconds'] or 1e-9):.2f} | {over_writes} | "
                 f"{row['peak_mb']:.0f} MB | {row['requests']:,} | {row['queries']:,} | {row['queries'] * 1000 / records:.1f} |"
             )
         lines += growth(report["sync"])
@@ -508,7 +551,7 @@ def growth(rows: list[dict]) -> list[str]:
     for row in rows:
         by_key.setdefault((row["database"], row["label"]), []).append(row)
     for (database, label), group in by_key.items():
-        if len(group) < 2 or label.startswith("floor"):
+        if len(group) < 2 or "floor" in label:
             continue
         small, large = min(group, key=lambda r: r["assistants"]), max(group, key=lambda r: r["assistants"])
         factor = large["assistants"] / small["assistants"]

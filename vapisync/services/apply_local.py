@@ -55,16 +55,21 @@ class LocalWrites:
             self._local_batch(updates[start:start + BATCH_SIZE], self._update_locals)
 
     def _local_batch(self, batch: list[PlannedWrite], writer) -> None:
-        saved_records = [w.pair.record for w in batch]
+        saved_records, missed = [w.pair.record for w in batch], self.missed
         self.lease.tick()
         seam("local_write", resource=self.resource, ops=batch)
         try:
-            with transaction.atomic(), sync_writes():
+            with transaction.atomic(), sync_writes(), self.recorder.undone_on_error():
                 self.lease.check_in_transaction()
-                results = writer(batch)
+                for result in writer(batch):
+                    self._record_local(*result)
+                # The history of these writes commits with them: a worker killed after the commit
+                # leaves no change that rollback cannot see.
+                self.recorder.flush()
         except (DatabaseError, ValueError) as exc:
             for write, record in zip(batch, saved_records, strict=True):  # undo in-memory effects of the rolled-back batch
                 write.pair.record = record
+            self.missed = missed
             if len(batch) == 1:
                 self._fail_local(batch[0], exc)
                 return
@@ -72,8 +77,6 @@ class LocalWrites:
             for write in batch:
                 self._local_batch([write], writer)
             return
-        for result in results:
-            self._record_local(*result)
         self._advance(len(batch))
 
     def _fail_local(self, write: PlannedWrite, exc) -> None:

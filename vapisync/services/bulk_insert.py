@@ -14,6 +14,7 @@ bookkeeping they fill in themselves, inside their own transaction.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 
 import orjson
@@ -60,6 +61,10 @@ def _converter(field):
                 converted[value] = ops.adapt_datetimefield_value(value)
             return converted[value]
         return datetime_value
+    if kind == "UUIDField":  # one per new agent: its hex on SQLite, the UUID itself where the column is native
+        native = connection.features.has_native_uuid_field
+        return lambda value: (value if native else value.hex) if isinstance(value, uuid.UUID) else \
+            field.get_db_prep_save(value, connection)
     return lambda value: field.get_db_prep_save(value, connection)
 
 

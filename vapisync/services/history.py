@@ -3,6 +3,7 @@ changed (or, in a dry run, planned), written in bulk."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter, defaultdict
 
 from django.db import DatabaseError, transaction
@@ -68,6 +69,19 @@ class Recorder:
                               diff or {}, reason, error))
         if len(self._pending) >= INSERT_BATCH_SIZE:
             self.flush()
+
+    @contextlib.contextmanager
+    def undone_on_error(self):
+        """Around a transaction that records its writes: if it rolls back, so does what was recorded
+        in it (counts, errors, history rows pending or flushed inside it)."""
+        pending, errors = list(self._pending), len(self.errors)
+        counts = {resource: Counter(c) for resource, c in self.counts.items()}
+        try:
+            yield
+        except BaseException:
+            self._pending, self.errors[errors:] = pending, []
+            self.counts = defaultdict(Counter, counts)
+            raise
 
     def flush(self) -> None:
         if self._pending:

@@ -124,10 +124,10 @@ class AssistantSync(ResourceSync):
     def after_local_creates(self, pairs):
         """Numbers imported before their assistant wait with its Vapi id: link them now, in this run."""
         by_vapi_id = {p.remote["id"]: p.local.pk for p in pairs if p.remote is not None}
-        if not by_vapi_id:
+        unlinked = PhoneNumber.objects.filter(agent__isnull=True, vapi_assistant_id__isnull=False)
+        if not by_vapi_id or not unlinked.exists():  # (a first import has no numbers yet: one cheap query)
             return
-        waiting = list(PhoneNumber.objects.select_for_update().filter(
-            vapi_assistant_id__in=list(by_vapi_id), agent__isnull=True))
+        waiting = list(unlinked.select_for_update().filter(vapi_assistant_id__in=list(by_vapi_id)))
         for phone in waiting:
             agent_id = by_vapi_id[phone.vapi_assistant_id]
             # A bookkeeping-free content write: moves the version, so a person's stale copy cannot undo it.

@@ -634,3 +634,70 @@ def test_full_sync_reads_no_model_instance_and_no_stored_document_for_pairs_foun
     assert f"IN ({edited.pk})" in agent_reads[1]
     record_reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and '"vapisync_syncrecord"."remote"' in q["sql"]]
     assert not record_reads, "no stored Vapi document is read for a no-op pair"
+
+
+def test_a_row_the_database_refuses_fails_alone_and_the_history_counts_each_item_once(emulator, vapi_client):
+    """Two Vapi numbers with the same E.164 number cannot both be stored here (numbers are unique): the
+    batch holding them rolls back with what it recorded, then goes again one by one."""
+    first = emulator.add_phone_number(provider="vapi", number="+16826269224", name="First")
+    second = emulator.add_phone_number(provider="twilio", number="+16826269224", name="Second", twilioAccountSid="AC1",
+                                       twilioAuthToken="secret")
+    other = emulator.add_phone_number(provider="vapi", number="+19724741424", name="Other")
+
+    result = run(vapi_client, Direction.IMPORT, resources=[Resource.PHONE_NUMBERS])
+
+    counts = result.counts["phone_numbers"]
+    assert (counts["created"], counts["failed"]) == (2, 1), counts
+    stored = set(PhoneNumber.objects.values_list("vapi_phone_id", flat=True))
+    assert other["id"] in stored and len(stored & {first["id"], second["id"]}) == 1  # whichever came first
+    (refused,) = {first["id"], second["id"]} - stored
+    history = sorted(result.changes.values_list("action", "vapi_id"))
+    assert history == sorted([(ChangeAction.CREATE, other["id"]), (ChangeAction.CREATE, (stored - {other["id"]}).pop()),
+                              (ChangeAction.ERROR, refused)]), history
+    assert len(result.errors) == 1 and "Database error" in result.errors[0]["message"]
+
+
+def test_each_batch_commits_with_its_history(emulator, vapi_client):
+    """A worker killed between two batches leaves every committed write in the history (so rollback
+    can undo it): at the second batch's start, the first batch's history rows are already stored."""
+    for i in range(501):  # updates go in batches of 500
+        make_assistant(emulator, f"Agent {i}")
+    run(vapi_client, Direction.IMPORT)
+    for assistant_id in list(emulator.assistants):
+        emulator.edit_assistant(assistant_id, firstMessage="Edited in Vapi")
+    seen = []
+
+    def count_history(resource, **_):
+        if resource == Resource.ASSISTANTS:
+            seen.append(SyncChange.objects.filter(action=ChangeAction.UPDATE, side="local").count())
+
+    with seam_inject("local_write", count_history):
+        result = run(vapi_client, Direction.IMPORT, resources=[Resource.ASSISTANTS])
+
+    assert result.counts["assistants"]["updated"] == 501
+    assert seen == [0, 500]
+
+
+def test_a_refused_batch_is_redone_one_by_one_without_reporting_anything_twice(emulator, vapi_client):
+    """A batch that records as it goes (a write found changed meanwhile is reported) and then fails in
+    the database rolls back what it recorded too: the redo reports each item once."""
+    taken = emulator.add_phone_number(provider="vapi", number="+16826269224", name="Taken")
+    moved = emulator.add_phone_number(provider="vapi", number="+19724741424", name="Moved")
+    edited = emulator.add_phone_number(provider="vapi", number="+14155550123", name="Edited")
+    run(vapi_client, Direction.IMPORT, resources=[Resource.PHONE_NUMBERS])
+    emulator.edit_phone_number(moved["id"], number=taken["number"])  # cannot be stored: numbers are unique here
+    emulator.edit_phone_number(edited["id"], name="Renamed in Vapi")
+
+    def person_saves(**_):
+        phone = PhoneNumber.objects.get(vapi_phone_id=edited["id"])
+        phone.name = "Renamed here"
+        phone.save()
+
+    with seam_inject("local_write", person_saves, once=True):
+        result = run(vapi_client, Direction.IMPORT, resources=[Resource.PHONE_NUMBERS])
+
+    counts = result.counts["phone_numbers"]
+    assert (counts["failed"], counts["skipped"], counts["updated"]) == (1, 1, 0), counts
+    assert list(result.changes.filter(action=ChangeAction.SKIP).values_list("vapi_id", flat=True)) == [edited["id"]]
+    assert PhoneNumber.objects.get(vapi_phone_id=edited["id"]).name == "Renamed here"
+    assert PhoneNumber.objects.get(vapi_phone_id=moved["id"]).number == "+19724741424"
