@@ -356,7 +356,6 @@ def step_floor(client, bookkeeping: bool = False) -> dict:
     import uuid
 
     import orjson
-
     import requests
     from django.db import connection, transaction
     from django.utils import timezone
