@@ -103,7 +103,9 @@ def _send(table: str, columns: str, values: list[tuple]) -> None:
     table = connection.ops.quote_name(table)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            # The driver's own cursor: its errors are turned into Django's (IntegrityError, …) here, so a
+            # refused row fails its batch as any other statement would, not the whole run.
+            with connection.wrap_database_errors, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                 for row in values:
                     copy.write_row(row)
         else:
@@ -162,14 +164,13 @@ def insert_new(model, rows: Sequence[dict], *, batch_size: int = 500) -> list:
     now = timezone.now()
     fills = []  # per field: (callable default or None, constant value)
     for f in fields:
-        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-            fills.append((None, now))
-        elif f.has_default() and callable(f.default):
+        if f.has_default() and callable(f.default):
             fills.append((f.default, None))
         elif not f.has_default() and isinstance(f.db_default, Value):
             fills.append((None, f.db_default.value))
         else:
             fills.append((None, f.get_default()))
+    # auto_now(_add) fields take the batch's clock whatever a row gives, as save() would.
     stamped = [i for i, f in enumerate(fields) if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
     names = [f.attname for f in fields]
     raw = []

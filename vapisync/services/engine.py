@@ -2,15 +2,17 @@
 
 One pass per resource (assistants first, so phone numbers can link to them):
   fetch   - list Vapi (full, delta since a high-water mark, or the selected ids)
+  set aside - (full syncs) pairs still as a run found them equal, by their sync records' clean marks,
+            read as plain columns; nothing is written for them, so they need no check later
   pair    - match by Vapi id, then by our create marker (assistants) or E.164 number (phones)
   plan    - three-way drift per pair (vapisync.drift); tombstones; deletions. Each decided write
             is a `PlannedWrite` that carries what the plan saw: the local record's `version` and
             the Vapi document's `updatedAt`. A dry run stops here and records the plan.
   apply   - (apply_local, apply_remote) every write checks that the world is still what the plan saw:
-            * local rows: in one transaction per batch, the rows are locked and their versions
-              compared; a row a person (or anyone) wrote since is left alone and reported, never
-              overwritten. Status-only writes (synced, error) obey the same rule, so a newer
-              `pending` always survives;
+            * local rows: in one transaction per batch, with the batch's history rows, the rows are
+              locked and their versions compared; a row a person (or anyone) wrote since is left
+              alone and reported, never overwritten. Status-only writes (synced, error) obey the
+              same rule, so a newer `pending` always survives;
             * Vapi: before each chunk of PATCHes, what changed in Vapi since the plan's read is
               listed (one delta request, Vapi's own clock); a document that moved is planned
               again from its fresh copy, so a dashboard edit is merged or reported, not undone.
@@ -198,9 +200,9 @@ class ResourceSync(LocalWrites, RemoteWrites):
         found = FoundEqual()
         for doc in docs:
             record_pk, local_id, mark, undeleted = marked.pop(doc["id"], (None, None, "", False))
-            row = rows.get(local_id)
             if record_pk is None:
                 continue
+            row = rows.get(local_id)
             if row is not None and undeleted and self.still_found_equal(mark, local_id, row, doc):
                 found.vapi_ids.add(doc["id"])
                 found.local_ids.add(local_id)
