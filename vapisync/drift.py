@@ -76,6 +76,8 @@ def _conflict_winner(policy, local_changed_at, remote_changed_at) -> str | None:
 
 def baseline_after(local: dict, remote: dict, previous: dict | None) -> dict:
     """New baseline: a field is recorded where both sides now agree; otherwise the old value stays."""
+    if local == remote:  # the usual case (every record an import creates): all of it
+        return dict(local)
     previous = previous or {}
     baseline = {}
     for name in local.keys() | remote.keys():
