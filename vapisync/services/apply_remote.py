@@ -205,7 +205,7 @@ class RemoteWrites:
                 sync_status=SyncStatus.ERROR, sync_error=message[:2000])
 
     def _finish_remote_batch(self, finished: list) -> None:
-        with transaction.atomic(), sync_writes():
+        with self.recorder.kept_on_error(), transaction.atomic(), sync_writes():
             self.lease.check_in_transaction()
             current = self.versions_now(w.pair.local.pk for w, _ in finished)
             objs, records = [], []
@@ -247,6 +247,9 @@ class RemoteWrites:
             if objs:
                 self.model.objects.bulk_update(objs, [self.vapi_id_field, "sync_status", "sync_error", "last_synced_at"])
             self._save_records(records)
+            # The history of these Vapi writes commits with their links here: a worker killed after
+            # the commit leaves every copy it made recorded (rollback and later creates read it).
+            self.recorder.flush()
 
     def _keep_tombstone(self, pair: Pair, doc: dict) -> None:
         record = SyncRecord.objects.filter(resource=self.resource, vapi_id=doc["id"]).first()

@@ -43,6 +43,7 @@ class Recorder:
         self.errors: list[dict] = []
         self.plan: list[dict] = []
         self._pending: list[tuple] = []  # SyncChange rows in the order of _CHANGE_COLUMNS, less created_at
+        self._flushed_in_scope: list[tuple] | None = None  # see kept_on_error
         # resource -> {"vapi": count, "would_change": {...}}: what a full sync would still do, from runs
         # that listed all of Vapi (vapisync.services.status stores it).
         self.status_after: dict[str, dict] = {}
@@ -83,11 +84,27 @@ class Recorder:
             self.counts = defaultdict(Counter, counts)
             raise
 
+    @contextlib.contextmanager
+    def kept_on_error(self):
+        """Around a transaction that records writes made elsewhere (in Vapi) and flushes their history
+        with its own bookkeeping: if it rolls back, the rows flushed inside it are pending again (what
+        happened in Vapi happened), written by a later flush."""
+        self._flushed_in_scope = flushed = []
+        try:
+            yield
+        except BaseException:
+            self._pending = flushed + self._pending
+            raise
+        finally:
+            self._flushed_in_scope = None
+
     def flush(self) -> None:
         if self._pending:
             now = timezone.now()
             with transaction.atomic():  # one commit for the lot, not one per row (SQLite autocommits each)
                 insert_rows(SyncChange, _CHANGE_COLUMNS, [(*row, now) for row in self._pending])
+            if self._flushed_in_scope is not None:
+                self._flushed_in_scope += self._pending
             self._pending = []
 
     def counts_json(self, resources) -> dict:

@@ -701,3 +701,22 @@ def test_a_refused_batch_is_redone_one_by_one_without_reporting_anything_twice(e
     assert list(result.changes.filter(action=ChangeAction.SKIP).values_list("vapi_id", flat=True)) == [edited["id"]]
     assert PhoneNumber.objects.get(vapi_phone_id=edited["id"]).name == "Renamed here"
     assert PhoneNumber.objects.get(vapi_phone_id=moved["id"]).number == "+19724741424"
+
+
+def test_each_chunk_of_vapi_writes_commits_its_history_with_its_links(emulator, vapi_client):
+    """A worker killed between two chunks of Vapi writes leaves every copy it made recorded: at the
+    second chunk's start, the first chunk's creates are in the history, beside their links."""
+    for i in range(26):  # Vapi writes go in chunks of 25
+        Agent.objects.create(name=f"Agent {i}", system_prompt="Be brief.")
+    seen = []
+
+    def count_history(resource, **_):
+        if resource == Resource.ASSISTANTS:
+            seen.append((SyncChange.objects.filter(action=ChangeAction.CREATE, side="vapi").count(),
+                         Agent.objects.exclude(vapi_assistant_id=None).count()))
+
+    with seam_inject("remote_chunk", count_history):
+        result = run(vapi_client, Direction.EXPORT, resources=[Resource.ASSISTANTS])
+
+    assert result.counts["assistants"]["created"] == 26, result.errors
+    assert seen == [(0, 0), (25, 25)]
