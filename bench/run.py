@@ -23,10 +23,10 @@ Options (environment variables, or the flags of the same name):
 For each database and size: a floor (fetch and parse every page at limit 1000, then one executemany
 per table of the same local rows: the work no sync can avoid), a write floor (the floor, plus the sync
 records and history rows an import writes beside them, inserted the same way), an import into an empty
-database and a no-op full sync, each in its own process, so its peak memory (RSS) is its own. Then, on the first database and size,
-exports of local changes against the rate-limited emulator, with the client's default (adaptive)
-pacing: write rate, share of the limit, share of requests answered 429. Results go to
-bench/results.json and, unless BENCH_README=0, into README.md between the BENCH markers.
+database and a no-op full sync, each in its own process, so its peak memory (RSS) is its own. Then,
+on the first database and size, exports of local changes against the rate-limited emulator, with the
+client's default (adaptive) pacing: write rate, share of the limit, share of requests answered 429.
+Results go to bench/results.json and, unless BENCH_README=0, into README.md between the BENCH markers.
 """
 
 import argparse
@@ -407,24 +407,20 @@ def step_floor(client, bookkeeping: bool = False) -> dict:
         now = connection.ops.adapt_datetimefield_value(timezone.now())
         common = {"sync_status": "synced", "last_synced_at": now, "sync_error": "", "version": 1,
                   "created_at": now, "updated_at": now}
-        insert(Agent, [{
-            **common, "uuid": uuid.uuid4().hex, "vapi_assistant_id": d["id"], "name": d.get("name", "")[:40],
-            "first_message": d.get("firstMessage", ""), "system_prompt": d["model"]["messages"][0]["content"],
-            "model_provider": d["model"]["provider"], "model": d["model"]["model"],
-            "voice_provider": d["voice"]["provider"], "voice_id": d["voice"]["voiceId"],
-        } for d in assistants])
-        insert(PhoneNumber, [{
-            **common, "vapi_phone_id": d["id"], "number": d.get("number"), "sip_uri": "", "name": d.get("name", ""),
-            "provider": d.get("provider", ""), "vapi_assistant_id": d.get("assistantId"), "agent_id": None,
-        } for d in numbers])
+        # Each item's mapped fields: its local row's columns, and (write floor) its baseline and created values.
+        items = [("assistants", d, {
+            "name": d.get("name", "")[:40], "first_message": d.get("firstMessage", ""),
+            "system_prompt": d["model"]["messages"][0]["content"], "model_provider": d["model"]["provider"],
+            "model": d["model"]["model"], "voice_provider": d["voice"]["provider"], "voice_id": d["voice"]["voiceId"],
+        }) for d in assistants] + [("phone_numbers", d, {
+            "number": d.get("number"), "sip_uri": "", "name": d.get("name", ""), "provider": d.get("provider", ""),
+            "vapi_assistant_id": d.get("assistantId"),
+        }) for d in numbers]
+        insert(Agent, [{**common, **fields, "uuid": uuid.uuid4().hex, "vapi_assistant_id": d["id"]}
+                       for resource, d, fields in items if resource == "assistants"])
+        insert(PhoneNumber, [{**common, **fields, "vapi_phone_id": d["id"], "agent_id": None}
+                             for resource, d, fields in items if resource == "phone_numbers"])
         if bookkeeping:
-            items = [(resource, d, {"number": d.get("number"), "sip_uri": "", "name": d.get("name", ""),
-                                 "provider": d.get("provider", ""), "assistant_id": d.get("assistantId")}
-                      if resource == "phone_numbers" else
-                      {"name": d.get("name", ""), "system_prompt": d["model"]["messages"][0]["content"],
-                       "first_message": d.get("firstMessage", ""), "model_provider": d["model"]["provider"],
-                       "model": d["model"]["model"], "voice_provider": d["voice"]["provider"], "voice_id": d["voice"]["voiceId"]})
-                     for resource, docs in (("assistants", assistants), ("phone_numbers", numbers)) for d in docs]
             insert(SyncRecord, [{
                 "resource": resource, "vapi_id": d["id"], "local_id": i, "baseline": fields, "remote": d,
                 "remote_updated_at": d["updatedAt"], "synced_at": now, "clean_mark": "",

@@ -91,6 +91,11 @@ def _prepared(fields, rows: Iterable[Sequence]) -> list[tuple]:
     return out
 
 
+def _stamped(field) -> bool:
+    """An auto_now or auto_now_add field: a new row takes the clock whatever it was given, as save() does."""
+    return getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+
+
 def _columns(model, names: Sequence[str]):
     fields = [model._meta.get_field(name) for name in names]
     quote = connection.ops.quote_name
@@ -131,7 +136,7 @@ def insert_instances(objs: Sequence, *, batch_size: int = 500) -> list:
     model = type(objs[0])
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     defaults = {f.attname: f.db_default.value for f in fields if isinstance(f.db_default, Value)}
-    stamped = {f.attname for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)}
+    stamped = {f.attname for f in fields if _stamped(f)}
     now = timezone.now()  # one clock reading for the batch's auto_now fields
     rows = []
     for obj in objs:
@@ -170,8 +175,7 @@ def insert_new(model, rows: Sequence[dict], *, batch_size: int = 500) -> list:
             fills.append((None, f.db_default.value))
         else:
             fills.append((None, f.get_default()))
-    # auto_now(_add) fields take the batch's clock whatever a row gives, as save() would.
-    stamped = [i for i, f in enumerate(fields) if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
+    stamped = [i for i, f in enumerate(fields) if _stamped(f)]
     names = [f.attname for f in fields]
     raw = []
     for row in rows:
